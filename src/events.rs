@@ -1,0 +1,235 @@
+//! Messages the library sends to the user's handler actor, and the handle the handler
+//! uses to command a connection.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use actix::{Actor, Context, Handler, Message, Recipient};
+use bytes::Bytes;
+
+use crate::peer::{CertProblem, ClientCertReport};
+
+/// A connection's number, unique within its listener and counted from 1.
+///
+/// Shown as `[7]` in every log line about the connection, like the POE wheel id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Commands a handler can give a connection, sent through a [`ConnectionHandle`].
+#[derive(Debug)]
+pub(crate) enum Command {
+    Put(Bytes),
+    Close,
+}
+
+impl Message for Command {
+    type Result = ();
+}
+
+/// The handler's way to write to and close one connection.
+///
+/// Cheap to clone and safe to keep after the connection has ended: commands to an ended
+/// connection are dropped.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    id: ConnectionId,
+    commands: Recipient<Command>,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn new(id: ConnectionId, commands: Recipient<Command>) -> Self {
+        ConnectionHandle { id, commands }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Queues bytes to be written to the client, in order.
+    ///
+    /// This is `$heap->{client}->put(...)` of a POE session. Bytes put before
+    /// [`close`](Self::close) are all written before the connection closes.
+    pub fn put(&self, data: impl Into<Bytes>) {
+        self.commands.do_send(Command::Put(data.into()));
+    }
+
+    /// Writes whatever was put, sends TLS close_notify and closes the connection.
+    ///
+    /// The handler then gets [`Disconnect`] with [`DisconnectReason::ClosedByHandler`]. A
+    /// delayed disconnect is `ctx.run_later(delay, move |_, _| handle.close())`.
+    pub fn close(&self) {
+        self.commands.do_send(Command::Close);
+    }
+
+    /// Whether the connection is still running (it may end at any moment).
+    pub fn connected(&self) -> bool {
+        self.commands.connected()
+    }
+}
+
+impl fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionHandle").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// The handshake finished; the connection is ready for application data.
+///
+/// Sent also when the client certificate is bad in [`Optional`](crate::ClientCertMode::Optional)
+/// mode: the report says what is wrong and the handler decides.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SslDone {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// Commands for this connection.
+    pub handle: ConnectionHandle,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The negotiated protocol, e.g. `TLSv1.3`.
+    pub protocol: &'static str,
+    /// The negotiated cipher suite in OpenSSL's naming, e.g. `TLS_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// Whether an earlier session was resumed.
+    pub resumed: bool,
+    /// What the client presented and what verification made of it.
+    pub client_cert: ClientCertReport,
+}
+
+impl Message for SslDone {
+    type Result = ();
+}
+
+/// Bytes arrived from the client.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientInput {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// Commands for this connection.
+    pub handle: ConnectionHandle,
+    /// The bytes, as they were read: one read may hold part of a line or several lines.
+    pub data: Bytes,
+    /// Whether the bytes came over TLS (always, unless the connection started in plaintext).
+    pub tls: bool,
+}
+
+impl Message for ClientInput {
+    type Result = ();
+}
+
+/// The client certificate was refused during the handshake
+/// ([`Required`](crate::ClientCertMode::Required) mode). [`Disconnect`] follows.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CertRejected {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Why the certificate was refused.
+    pub problem: CertProblem,
+    /// What the client presented; `verify_text` and `failed_depth` give OpenSSL's details.
+    pub report: ClientCertReport,
+}
+
+impl Message for CertRejected {
+    type Result = ();
+}
+
+/// The connection has ended. Always the last event for a connection, and sent exactly once.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Disconnect {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Why it ended.
+    pub reason: DisconnectReason,
+}
+
+impl Message for Disconnect {
+    type Result = ();
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The client sent TLS close_notify.
+    PeerClosed,
+    /// The client closed the TCP connection without close_notify.
+    PeerTruncated,
+    /// The client reset the TCP connection.
+    PeerReset,
+    /// The client sent a fatal TLS alert; the text is OpenSSL's description.
+    PeerAlert(String),
+    /// The handler asked for [`close`](ConnectionHandle::close).
+    ClosedByHandler,
+    /// The client certificate was refused in the handshake (see [`CertRejected`]).
+    CertRejected(CertProblem),
+    /// The handshake failed; the text is OpenSSL's reason (e.g. `http request`).
+    HandshakeFailed(String),
+    /// The handshake did not finish within the deadline.
+    HandshakeTimedOut,
+    /// The TLS layer failed after the handshake; the text is OpenSSL's reason.
+    Protocol(String),
+    /// Reading or writing the socket failed.
+    Io(String),
+    /// The listener or the actor system shut down.
+    Shutdown,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::PeerClosed => f.write_str("peer closed"),
+            DisconnectReason::PeerTruncated => {
+                f.write_str("peer closed the connection without close_notify")
+            }
+            DisconnectReason::PeerReset => f.write_str("peer reset the connection"),
+            DisconnectReason::PeerAlert(alert) => write!(f, "peer sent alert: {alert}"),
+            DisconnectReason::ClosedByHandler => f.write_str("closed by handler"),
+            DisconnectReason::CertRejected(problem) => {
+                write!(f, "client certificate rejected: {problem}")
+            }
+            DisconnectReason::HandshakeFailed(reason) => write!(f, "handshake failed: {reason}"),
+            DisconnectReason::HandshakeTimedOut => f.write_str("handshake timed out"),
+            DisconnectReason::Protocol(reason) => write!(f, "TLS error: {reason}"),
+            DisconnectReason::Io(reason) => write!(f, "I/O error: {reason}"),
+            DisconnectReason::Shutdown => f.write_str("shut down"),
+        }
+    }
+}
+
+/// An actor that can receive every event of a TLS listener.
+///
+/// Implemented automatically for any actor with a `Context` that handles [`SslDone`],
+/// [`ClientInput`], [`CertRejected`] and [`Disconnect`]. Its fields play the part of a POE
+/// session's heap, its handlers the part of `inline_states`, and `ctx.run_later` the part
+/// of `$kernel->delay`.
+pub trait SslHandler:
+    Actor<Context = Context<Self>>
+    + Handler<SslDone>
+    + Handler<ClientInput>
+    + Handler<CertRejected>
+    + Handler<Disconnect>
+{
+}
+
+impl<T> SslHandler for T where
+    T: Actor<Context = Context<T>>
+        + Handler<SslDone>
+        + Handler<ClientInput>
+        + Handler<CertRejected>
+        + Handler<Disconnect>
+{
+}
