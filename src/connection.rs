@@ -79,9 +79,10 @@ impl<H: SslHandler> Connection<H> {
         let mut ssl = Ssl::new(config.context())?;
         let (mode, tolerate) = match config.client_cert_mode() {
             ClientCertMode::None => (SslVerifyMode::NONE, false),
-            ClientCertMode::Required => {
-                (SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT, false)
-            }
+            ClientCertMode::Required => (
+                SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+                false,
+            ),
             ClientCertMode::Optional => (SslVerifyMode::PEER, true),
         };
         if mode != SslVerifyMode::NONE {
@@ -91,7 +92,11 @@ impl<H: SslHandler> Connection<H> {
             });
         }
         let stream = SslStream::new(ssl, Socket::new(tcp))?;
-        let step_level = if config.debug() { Level::Debug } else { Level::Trace };
+        let step_level = if config.debug() {
+            Level::Debug
+        } else {
+            Level::Trace
+        };
 
         Connection::create(|_| Connection {
             id,
@@ -162,7 +167,11 @@ impl<H: SslHandler> Connection<H> {
             ClientCertReport::from_ssl(ssl, &record)
         };
         let protocol = ssl.version_str();
-        let cipher = ssl.current_cipher().map(|c| c.name()).unwrap_or("none").to_owned();
+        let cipher = ssl
+            .current_cipher()
+            .map(|c| c.name())
+            .unwrap_or("none")
+            .to_owned();
         let resumed = ssl.session_reused();
 
         log!(
@@ -188,7 +197,11 @@ impl<H: SslHandler> Connection<H> {
 
     fn on_handshake_error(&mut self, error: ssl::Error) -> DisconnectReason {
         let reason = describe_ssl_error(&error);
-        log!(self.step_level, "[{}] handshake step: failed: {reason}", self.id);
+        log!(
+            self.step_level,
+            "[{}] handshake step: failed: {reason}",
+            self.id
+        );
 
         if self.config.client_cert_mode() == ClientCertMode::Required {
             if let Some(problem) = self.rejected_cert(&error) {
@@ -196,7 +209,10 @@ impl<H: SslHandler> Connection<H> {
                     let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
                     ClientCertReport::from_ssl(self.stream.ssl(), &record)
                 };
-                debug!("[{}] client certificate rejected ({problem}): {report}", self.id);
+                debug!(
+                    "[{}] client certificate rejected ({problem}): {report}",
+                    self.id
+                );
                 self.handler.do_send(CertRejected {
                     id: self.id,
                     peer: self.peer,
@@ -246,7 +262,10 @@ impl<H: SslHandler> Connection<H> {
                         debug!("[{}] close_notify not sent: {error}", self.id);
                         return Step::End(DisconnectReason::ClosedByHandler);
                     }
-                    trace!("[{}] close_notify sent, waiting for the peer to close", self.id);
+                    trace!(
+                        "[{}] close_notify sent, waiting for the peer to close",
+                        self.id
+                    );
                     self.phase = Phase::Lingering;
                     ctx.run_later(LINGER, |act, ctx| {
                         if act.phase == Phase::Lingering {
@@ -341,7 +360,11 @@ impl<H: SslHandler> Connection<H> {
             return;
         }
         debug!("[{}] disconnected: {reason}", self.id);
-        self.handler.do_send(Disconnect { id: self.id, peer: self.peer, reason });
+        self.handler.do_send(Disconnect {
+            id: self.id,
+            peer: self.peer,
+            reason,
+        });
     }
 
     fn wake(&self) {
@@ -359,7 +382,11 @@ impl<H: SslHandler> Actor for Connection<H> {
         ctx.spawn(Driver);
         ctx.run_later(self.config.handshake_timeout(), |act, ctx| {
             if act.phase == Phase::Handshaking {
-                log!(act.step_level, "[{}] handshake step: deadline passed", act.id);
+                log!(
+                    act.step_level,
+                    "[{}] handshake step: deadline passed",
+                    act.id
+                );
                 act.finish(DisconnectReason::HandshakeTimedOut, ctx);
             }
         });
@@ -387,7 +414,11 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
                 }
             }
             (Command::Put(data), phase) => {
-                debug!("[{}] dropped {} bytes put while {phase:?}", self.id, data.len());
+                debug!(
+                    "[{}] dropped {} bytes put while {phase:?}",
+                    self.id,
+                    data.len()
+                );
             }
             (Command::Close, Phase::Established) => {
                 debug!("[{}] close requested by handler", self.id);

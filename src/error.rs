@@ -87,10 +87,20 @@ impl fmt::Display for ConfigError {
                 write!(f, "cannot read {role} file {}: {source}", path.display())
             }
             ConfigError::NoPem { role, path } => {
-                write!(f, "{role} file {} holds no PEM {}", path.display(), pem_kind(*role))
+                write!(
+                    f,
+                    "{role} file {} holds no PEM {}",
+                    path.display(),
+                    pem_kind(*role)
+                )
             }
             ConfigError::Parse { role, path, source } => {
-                write!(f, "cannot parse {role} file {}: {}", path.display(), openssl_reason(source))
+                write!(
+                    f,
+                    "cannot parse {role} file {}: {}",
+                    path.display(),
+                    openssl_reason(source)
+                )
             }
             ConfigError::KeyMismatch { certificate, key } => write!(
                 f,

@@ -76,7 +76,9 @@ impl ConnectionHandle {
 
 impl fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionHandle").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ConnectionHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

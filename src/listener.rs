@@ -1,9 +1,9 @@
 //! The `Listener` actor: binds, accepts and starts one `Connection` per socket.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{self, Poll};
 use std::time::Duration;
@@ -51,19 +51,32 @@ impl<H: SslHandler> Listener<H> {
     /// # Panics
     ///
     /// When called outside a running actix system.
-    pub fn bind<A>(addr: A, config: TlsConfig, handler: Addr<H>) -> Result<ListenerHandle<H>, ListenerError>
+    pub fn bind<A>(
+        addr: A,
+        config: TlsConfig,
+        handler: Addr<H>,
+    ) -> Result<ListenerHandle<H>, ListenerError>
     where
         A: ToSocketAddrs + fmt::Display,
     {
         let std_listener = bind_first(&addr)?;
         let local_addr = std_listener
             .local_addr()
-            .map_err(|source| ListenerError::Setup { addr: local_or_unknown(&std_listener), source })?;
+            .map_err(|source| ListenerError::Setup {
+                addr: local_or_unknown(&std_listener),
+                source,
+            })?;
         std_listener
             .set_nonblocking(true)
-            .map_err(|source| ListenerError::Setup { addr: local_addr, source })?;
-        let listener = TcpListener::from_std(std_listener)
-            .map_err(|source| ListenerError::Setup { addr: local_addr, source })?;
+            .map_err(|source| ListenerError::Setup {
+                addr: local_addr,
+                source,
+            })?;
+        let listener =
+            TcpListener::from_std(std_listener).map_err(|source| ListenerError::Setup {
+                addr: local_addr,
+                source,
+            })?;
 
         info!("listening on {local_addr}");
         let actor = Listener {
@@ -107,7 +120,9 @@ impl<H: SslHandler> Listener<H> {
         if let Err(error) = tcp.set_nodelay(true) {
             debug!("[{id}] cannot turn off Nagle's algorithm: {error}");
         }
-        if let Err(error) = Connection::start(id, tcp, peer, self.config.clone(), self.handler.clone()) {
+        if let Err(error) =
+            Connection::start(id, tcp, peer, self.config.clone(), self.handler.clone())
+        {
             error!("[{id}] cannot set up TLS for {peer}: {error}");
         }
     }
@@ -166,13 +181,18 @@ impl<H: SslHandler> ListenerHandle<H> {
 
 impl<H: SslHandler> Clone for ListenerHandle<H> {
     fn clone(&self) -> Self {
-        ListenerHandle { actor: self.actor.clone(), local_addr: self.local_addr }
+        ListenerHandle {
+            actor: self.actor.clone(),
+            local_addr: self.local_addr,
+        }
     }
 }
 
 impl<H: SslHandler> fmt::Debug for ListenerHandle<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListenerHandle").field("local_addr", &self.local_addr).finish()
+        f.debug_struct("ListenerHandle")
+            .field("local_addr", &self.local_addr)
+            .finish()
     }
 }
 
@@ -195,12 +215,20 @@ impl<H: SslHandler> ActorFuture<Listener<H>> for Acceptor {
 fn bind_first<A: ToSocketAddrs + fmt::Display>(addr: &A) -> Result<StdTcpListener, ListenerError> {
     let candidates = addr
         .to_socket_addrs()
-        .map_err(|source| ListenerError::Resolve { addr: addr.to_string(), source })?;
+        .map_err(|source| ListenerError::Resolve {
+            addr: addr.to_string(),
+            source,
+        })?;
     let mut last = None;
     for candidate in candidates {
         match StdTcpListener::bind(candidate) {
             Ok(listener) => return Ok(listener),
-            Err(source) => last = Some(ListenerError::Bind { addr: candidate, source }),
+            Err(source) => {
+                last = Some(ListenerError::Bind {
+                    addr: candidate,
+                    source,
+                })
+            }
         }
     }
     Err(last.unwrap_or_else(|| ListenerError::Resolve {

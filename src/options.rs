@@ -147,7 +147,8 @@ impl Options {
         let chain = read_certificates(&self.certificate, FileRole::Certificate)?;
         let key = read_private_key(&self.private_key)?;
 
-        let mut builder = SslContextBuilder::new(SslMethod::tls_server()).map_err(tls("context"))?;
+        let mut builder =
+            SslContextBuilder::new(SslMethod::tls_server()).map_err(tls("context"))?;
         builder
             .set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(tls("minimum protocol version"))?;
@@ -167,7 +168,9 @@ impl Options {
             .set_session_id_context(b"sslify")
             .map_err(tls("session id context"))?;
         if let Some(count) = self.session_tickets {
-            builder.set_num_tickets(count).map_err(tls("session ticket count"))?;
+            builder
+                .set_num_tickets(count)
+                .map_err(tls("session ticket count"))?;
         }
 
         let mut chain = chain.into_iter();
@@ -176,15 +179,21 @@ impl Options {
             role: FileRole::Certificate,
             path: self.certificate.clone(),
         })?;
-        builder.set_certificate(&leaf).map_err(tls("server certificate"))?;
+        builder
+            .set_certificate(&leaf)
+            .map_err(tls("server certificate"))?;
         for extra in chain {
-            builder.add_extra_chain_cert(extra).map_err(tls("server certificate chain"))?;
+            builder
+                .add_extra_chain_cert(extra)
+                .map_err(tls("server certificate chain"))?;
         }
         builder.set_private_key(&key).map_err(tls("private key"))?;
-        builder.check_private_key().map_err(|_| ConfigError::KeyMismatch {
-            certificate: self.certificate.clone(),
-            key: self.private_key.clone(),
-        })?;
+        builder
+            .check_private_key()
+            .map_err(|_| ConfigError::KeyMismatch {
+                certificate: self.certificate.clone(),
+                key: self.private_key.clone(),
+            })?;
 
         match (&self.client_ca, self.client_cert) {
             (None, ClientCertMode::None) => {}
@@ -192,7 +201,10 @@ impl Options {
             (Some(path), _) => {
                 let cas = read_certificates(path, FileRole::ClientCa)?;
                 for ca in &cas {
-                    builder.cert_store_mut().add_cert(ca.clone()).map_err(tls("client CA"))?;
+                    builder
+                        .cert_store_mut()
+                        .add_cert(ca.clone())
+                        .map_err(tls("client CA"))?;
                     builder.add_client_ca(ca).map_err(tls("client CA list"))?;
                 }
             }
@@ -263,7 +275,11 @@ fn tls(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> ConfigError
 }
 
 fn read_file(path: &Path, role: FileRole) -> Result<Vec<u8>, ConfigError> {
-    fs::read(path).map_err(|source| ConfigError::Read { role, path: path.to_path_buf(), source })
+    fs::read(path).map_err(|source| ConfigError::Read {
+        role,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn read_certificates(path: &Path, role: FileRole) -> Result<Vec<X509>, ConfigError> {
@@ -271,7 +287,10 @@ fn read_certificates(path: &Path, role: FileRole) -> Result<Vec<X509>, ConfigErr
     if !contains(&pem, b"-----BEGIN CERTIFICATE-----")
         && !contains(&pem, b"-----BEGIN TRUSTED CERTIFICATE-----")
     {
-        return Err(ConfigError::NoPem { role, path: path.to_path_buf() });
+        return Err(ConfigError::NoPem {
+            role,
+            path: path.to_path_buf(),
+        });
     }
     let certs = X509::stack_from_pem(&pem).map_err(|source| ConfigError::Parse {
         role,
@@ -279,7 +298,10 @@ fn read_certificates(path: &Path, role: FileRole) -> Result<Vec<X509>, ConfigErr
         source,
     })?;
     if certs.is_empty() {
-        return Err(ConfigError::NoPem { role, path: path.to_path_buf() });
+        return Err(ConfigError::NoPem {
+            role,
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
@@ -288,7 +310,10 @@ fn read_private_key(path: &Path) -> Result<PKey<Private>, ConfigError> {
     let role = FileRole::PrivateKey;
     let pem = read_file(path, role)?;
     if !contains(&pem, b"PRIVATE KEY-----") {
-        return Err(ConfigError::NoPem { role, path: path.to_path_buf() });
+        return Err(ConfigError::NoPem {
+            role,
+            path: path.to_path_buf(),
+        });
     }
     PKey::private_key_from_pem(&pem).map_err(|source| ConfigError::Parse {
         role,
@@ -298,5 +323,7 @@ fn read_private_key(path: &Path) -> Result<PKey<Private>, ConfigError> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }

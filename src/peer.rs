@@ -153,7 +153,11 @@ impl ClientCertReport {
         let final_result = ssl.verify_result();
         let (verify_code, verify_text, failed_depth) = match &record.failure {
             Some(failure) => (failure.code, failure.text.clone(), Some(failure.depth)),
-            None => (final_result.as_raw(), final_result.error_string().to_owned(), None),
+            None => (
+                final_result.as_raw(),
+                final_result.error_string().to_owned(),
+                None,
+            ),
         };
         ClientCertReport {
             presented: true,
@@ -176,7 +180,12 @@ impl fmt::Display for ClientCertReport {
         } else {
             f.write_str("invalid")?;
         }
-        write!(f, " client certificate {} (serial {})", leaf.subject, leaf.serial_hex())?;
+        write!(
+            f,
+            " client certificate {} (serial {})",
+            leaf.subject,
+            leaf.serial_hex()
+        )?;
         if !self.valid {
             write!(f, ": {}", self.verify_text)?;
             if let Some(depth) = self.failed_depth {
