@@ -27,7 +27,7 @@ use crate::events::{
     DisconnectReason, SslDone,
 };
 use crate::options::{ClientCertMode, TlsConfig};
-use crate::peer::{self, CertProblem, ClientCertReport, SharedRecord, VerifyRecord};
+use crate::peer::{self, CertProblem, ClientCertReport, SharedRecord, Verifier, VerifyRecord};
 use crate::SslHandler;
 
 /// Bytes read from the socket per read call.
@@ -76,7 +76,7 @@ impl<H: SslHandler> Connection<H> {
         handler: Addr<H>,
     ) -> Result<(), openssl::error::ErrorStack> {
         let record: SharedRecord = Arc::new(Mutex::new(VerifyRecord::default()));
-        let mut ssl = Ssl::new(config.context())?;
+        let mut ssl = Ssl::new(&config.context())?;
         let (mode, tolerate) = match config.client_cert_mode() {
             ClientCertMode::None => (SslVerifyMode::NONE, false),
             ClientCertMode::Required => (
@@ -86,10 +86,15 @@ impl<H: SslHandler> Connection<H> {
             ClientCertMode::Optional => (SslVerifyMode::PEER, true),
         };
         if mode != SslVerifyMode::NONE {
-            let record = Arc::clone(&record);
-            ssl.set_verify_callback(mode, move |ok, store| {
-                peer::observe(&record, ok, store, tolerate)
-            });
+            let verifier = Verifier {
+                record: Arc::clone(&record),
+                tolerate,
+                crls: config
+                    .crls()
+                    .map(|crls| (crls.clone(), config.crl_scope(), config.unusable_crl())),
+                id,
+            };
+            ssl.set_verify_callback(mode, move |ok, store| verifier.observe(ok, store));
         }
         let stream = SslStream::new(ssl, Socket::new(tcp))?;
         let step_level = if config.debug() {

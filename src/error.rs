@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use openssl::error::ErrorStack;
 
+use crate::crl::CrlUnusable;
+
 /// What a file was supposed to hold, named in [`ConfigError`] messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -69,6 +71,8 @@ pub enum ConfigError {
         /// The key file.
         key: PathBuf,
     },
+    /// A CRL file could not be loaded; the value names the file and the reason.
+    Crl(CrlUnusable),
     /// A client-certificate mode that needs a CA file was chosen without one.
     MissingClientCa,
     /// OpenSSL refused a setting; `what` names it.
@@ -108,6 +112,7 @@ impl fmt::Display for ConfigError {
                 key.display(),
                 certificate.display()
             ),
+            ConfigError::Crl(why) => write!(f, "{why}"),
             ConfigError::MissingClientCa => {
                 f.write_str("client certificates are requested but no client CA file is set")
             }
@@ -123,6 +128,7 @@ impl StdError for ConfigError {
         match self {
             ConfigError::Read { source, .. } => Some(source),
             ConfigError::Parse { source, .. } | ConfigError::Tls { source, .. } => Some(source),
+            ConfigError::Crl(why) => Some(why),
             _ => None,
         }
     }

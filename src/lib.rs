@@ -92,6 +92,7 @@
 #![warn(missing_docs)]
 
 mod connection;
+mod crl;
 mod error;
 mod events;
 mod hexdump;
@@ -99,6 +100,7 @@ mod listener;
 mod options;
 mod peer;
 
+pub use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, Revocation, UnusableCrlPolicy};
 pub use crate::error::{ConfigError, FileRole, ListenerError};
 pub use crate::events::{
     CertRejected, ClientInput, ConnectionHandle, ConnectionId, Disconnect, DisconnectReason,

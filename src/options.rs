@@ -2,13 +2,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use log::{error, info, warn};
+use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslVersion};
-use openssl::x509::X509;
+use openssl::x509::{X509Crl, X509};
 
+use crate::crl::{CrlScope, CrlSet, UnusableCrlPolicy};
 use crate::error::{ConfigError, FileRole};
 
 /// How a listener treats client certificates.
@@ -56,6 +59,9 @@ pub struct Options {
     debug: bool,
     handshake_timeout: Duration,
     session_tickets: Option<usize>,
+    crl_files: Vec<PathBuf>,
+    crl_scope: CrlScope,
+    unusable_crl: UnusableCrlPolicy,
 }
 
 impl Options {
@@ -74,6 +80,9 @@ impl Options {
             debug: false,
             handshake_timeout: Duration::from_secs(10),
             session_tickets: None,
+            crl_files: Vec::new(),
+            crl_scope: CrlScope::Leaf,
+            unusable_crl: UnusableCrlPolicy::Refuse,
         }
     }
 
@@ -136,6 +145,39 @@ impl Options {
         self
     }
 
+    /// Checks client certificates against the CRLs in this PEM file during the handshake;
+    /// may be given several times, and a file may hold several CRLs.
+    ///
+    /// The rules are those of [`CrlSet`]. The files are watched: a changed CRL applies
+    /// from the next handshake on, and sessions made under the old CRLs no longer resume.
+    /// A revoked certificate is refused like any other bad certificate: in
+    /// [`Required`](ClientCertMode::Required) mode with [`CertProblem::Revoked`] and alert
+    /// 44 certificate_revoked; in [`Optional`](ClientCertMode::Optional) mode the report says
+    /// revoked.
+    ///
+    /// Put every intermediate CA whose CRL is given into the client CA file as well: a CRL
+    /// whose issuer is not there is logged with a warning at start-up, since it can only
+    /// apply when a client happens to present its issuer.
+    ///
+    /// [`CertProblem::Revoked`]: crate::CertProblem::Revoked
+    pub fn crl_file(mut self, path: impl AsRef<Path>) -> Self {
+        self.crl_files.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Sets which certificates are looked up in CRLs; defaults to the client's own only.
+    pub fn crl_scope(mut self, scope: CrlScope) -> Self {
+        self.crl_scope = scope;
+        self
+    }
+
+    /// Sets what happens when a needed CRL is unusable (expired, missing, malformed);
+    /// defaults to refusing the client.
+    pub fn unusable_crl(mut self, policy: UnusableCrlPolicy) -> Self {
+        self.unusable_crl = policy;
+        self
+    }
+
     /// Reads the files and builds the TLS context shared by all connections.
     ///
     /// # Errors
@@ -144,76 +186,49 @@ impl Options {
     /// unreadable, holds no PEM data of the right kind, cannot be parsed, or when the key
     /// does not match the certificate.
     pub fn build(&self) -> Result<TlsConfig, ConfigError> {
-        let chain = read_certificates(&self.certificate, FileRole::Certificate)?;
+        let mut chain = read_certificates(&self.certificate, FileRole::Certificate)?;
         let key = read_private_key(&self.private_key)?;
-
-        let mut builder =
-            SslContextBuilder::new(SslMethod::tls_server()).map_err(tls("context"))?;
-        builder
-            .set_min_proto_version(Some(SslVersion::TLS1_2))
-            .map_err(tls("minimum protocol version"))?;
-        builder.set_options(
-            SslOptions::NO_RENEGOTIATION
-                | SslOptions::CIPHER_SERVER_PREFERENCE
-                | SslOptions::NO_COMPRESSION,
-        );
-        builder.set_mode(
-            SslMode::ENABLE_PARTIAL_WRITE
-                | SslMode::ACCEPT_MOVING_WRITE_BUFFER
-                | SslMode::RELEASE_BUFFERS,
-        );
-        // Sessions are cached per context; without an id context OpenSSL refuses to resume
-        // sessions of clients that presented a certificate.
-        builder
-            .set_session_id_context(b"sslify")
-            .map_err(tls("session id context"))?;
-        if let Some(count) = self.session_tickets {
-            builder
-                .set_num_tickets(count)
-                .map_err(tls("session ticket count"))?;
-        }
-
-        let mut chain = chain.into_iter();
         // `read_certificates` never returns an empty list.
-        let leaf = chain.next().ok_or_else(|| ConfigError::NoPem {
-            role: FileRole::Certificate,
-            path: self.certificate.clone(),
-        })?;
-        builder
-            .set_certificate(&leaf)
-            .map_err(tls("server certificate"))?;
-        for extra in chain {
-            builder
-                .add_extra_chain_cert(extra)
-                .map_err(tls("server certificate chain"))?;
-        }
-        builder.set_private_key(&key).map_err(tls("private key"))?;
-        builder
-            .check_private_key()
-            .map_err(|_| ConfigError::KeyMismatch {
+        let leaf = chain.remove(0);
+
+        let client_cas = match (&self.client_ca, self.client_cert) {
+            (None, ClientCertMode::None) => Vec::new(),
+            (None, _) => return Err(ConfigError::MissingClientCa),
+            (Some(path), _) => read_certificates(path, FileRole::ClientCa)?,
+        };
+
+        let crls = if self.crl_files.is_empty() {
+            None
+        } else {
+            let set = CrlSet::open(&self.crl_files).map_err(ConfigError::Crl)?;
+            warn_unknown_crl_issuers(&self.crl_files, &client_cas);
+            Some(set)
+        };
+
+        let parts = Parts {
+            leaf,
+            chain,
+            key,
+            client_cas,
+            verify_depth: self.verify_depth,
+            session_tickets: self.session_tickets,
+        };
+        let context = parts.context().map_err(|error| match error {
+            PartsError::Tls(what, source) => ConfigError::Tls { what, source },
+            PartsError::KeyMismatch => ConfigError::KeyMismatch {
                 certificate: self.certificate.clone(),
                 key: self.private_key.clone(),
-            })?;
-
-        match (&self.client_ca, self.client_cert) {
-            (None, ClientCertMode::None) => {}
-            (None, _) => return Err(ConfigError::MissingClientCa),
-            (Some(path), _) => {
-                let cas = read_certificates(path, FileRole::ClientCa)?;
-                for ca in &cas {
-                    builder
-                        .cert_store_mut()
-                        .add_cert(ca.clone())
-                        .map_err(tls("client CA"))?;
-                    builder.add_client_ca(ca).map_err(tls("client CA list"))?;
-                }
-            }
-        }
-        builder.set_verify_depth(self.verify_depth);
+            },
+        })?;
+        let generation = crls.as_ref().map_or(0, CrlSet::generation);
 
         Ok(TlsConfig {
             inner: Arc::new(Inner {
-                context: builder.build(),
+                parts,
+                current: Mutex::new((generation, context)),
+                crls,
+                crl_scope: self.crl_scope,
+                unusable_crl: self.unusable_crl,
                 client_cert: self.client_cert,
                 debug: self.debug,
                 handshake_timeout: self.handshake_timeout,
@@ -225,23 +240,44 @@ impl Options {
 /// A built TLS context and the per-connection settings that go with it.
 ///
 /// Cheap to clone; every connection of a listener shares the same OpenSSL context, so the
-/// session cache and the parsed certificates exist once.
+/// session cache and the parsed certificates exist once. When CRL files are configured
+/// and one changes, the context is rebuilt from the parsed certificates: the new one has
+/// an empty session cache, so no session made under the old CRLs resumes.
 #[derive(Clone)]
 pub struct TlsConfig {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    context: SslContext,
+    parts: Parts,
+    current: Mutex<(u64, SslContext)>,
+    crls: Option<CrlSet>,
+    crl_scope: CrlScope,
+    unusable_crl: UnusableCrlPolicy,
     client_cert: ClientCertMode,
     debug: bool,
     handshake_timeout: Duration,
 }
 
 impl TlsConfig {
-    /// The OpenSSL context every connection is created from.
-    pub fn context(&self) -> &SslContext {
-        &self.inner.context
+    /// The OpenSSL context new connections are created from, rebuilt first if the CRL
+    /// files changed.
+    pub fn context(&self) -> SslContext {
+        let inner = &*self.inner;
+        let mut current = inner.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(crls) = &inner.crls {
+            let generation = crls.generation();
+            if generation != current.0 {
+                match inner.parts.context() {
+                    Ok(context) => {
+                        info!("CRLs changed; new TLS context, earlier sessions will not resume");
+                        *current = (generation, context);
+                    }
+                    Err(error) => error!("cannot rebuild TLS context after CRL change: {error}"),
+                }
+            }
+        }
+        current.1.clone()
     }
 
     /// The client-certificate mode.
@@ -258,6 +294,21 @@ impl TlsConfig {
     pub fn handshake_timeout(&self) -> Duration {
         self.inner.handshake_timeout
     }
+
+    /// The CRLs checked in the handshake, if any.
+    pub fn crls(&self) -> Option<&CrlSet> {
+        self.inner.crls.as_ref()
+    }
+
+    /// Which certificates the handshake looks up in CRLs.
+    pub fn crl_scope(&self) -> CrlScope {
+        self.inner.crl_scope
+    }
+
+    /// What the handshake does when a needed CRL is unusable.
+    pub fn unusable_crl(&self) -> UnusableCrlPolicy {
+        self.inner.unusable_crl
+    }
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -266,12 +317,117 @@ impl std::fmt::Debug for TlsConfig {
             .field("client_cert", &self.inner.client_cert)
             .field("debug", &self.inner.debug)
             .field("handshake_timeout", &self.inner.handshake_timeout)
+            .field("crls", &self.inner.crls)
             .finish_non_exhaustive()
     }
 }
 
-fn tls(what: &'static str) -> impl Fn(openssl::error::ErrorStack) -> ConfigError {
-    move |source| ConfigError::Tls { what, source }
+/// Everything parsed from the files, kept so that the context can be built again.
+struct Parts {
+    leaf: X509,
+    chain: Vec<X509>,
+    key: PKey<Private>,
+    client_cas: Vec<X509>,
+    verify_depth: u32,
+    session_tickets: Option<usize>,
+}
+
+#[derive(Debug)]
+enum PartsError {
+    Tls(&'static str, ErrorStack),
+    KeyMismatch,
+}
+
+impl std::fmt::Display for PartsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartsError::Tls(what, source) => write!(f, "cannot set {what}: {source}"),
+            PartsError::KeyMismatch => f.write_str("private key does not match certificate"),
+        }
+    }
+}
+
+impl Parts {
+    fn context(&self) -> Result<SslContext, PartsError> {
+        let tls = |what| move |source| PartsError::Tls(what, source);
+
+        let mut builder =
+            SslContextBuilder::new(SslMethod::tls_server()).map_err(tls("context"))?;
+        builder
+            .set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(tls("minimum protocol version"))?;
+        // Tickets are stateful (NO_TICKET makes TLS 1.3 tickets refer to the server's
+        // session cache): a resumed session then still has the client's whole chain, and a
+        // new context after a CRL change forgets every earlier session.
+        builder.set_options(
+            SslOptions::NO_RENEGOTIATION
+                | SslOptions::CIPHER_SERVER_PREFERENCE
+                | SslOptions::NO_COMPRESSION
+                | SslOptions::NO_TICKET,
+        );
+        builder.set_mode(
+            SslMode::ENABLE_PARTIAL_WRITE
+                | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+                | SslMode::RELEASE_BUFFERS,
+        );
+        // Without an id context OpenSSL refuses to resume sessions of clients that
+        // presented a certificate.
+        builder
+            .set_session_id_context(b"sslify")
+            .map_err(tls("session id context"))?;
+        if let Some(count) = self.session_tickets {
+            builder
+                .set_num_tickets(count)
+                .map_err(tls("session ticket count"))?;
+        }
+
+        builder
+            .set_certificate(&self.leaf)
+            .map_err(tls("server certificate"))?;
+        for extra in &self.chain {
+            builder
+                .add_extra_chain_cert(extra.clone())
+                .map_err(tls("server certificate chain"))?;
+        }
+        builder
+            .set_private_key(&self.key)
+            .map_err(tls("private key"))?;
+        builder
+            .check_private_key()
+            .map_err(|_| PartsError::KeyMismatch)?;
+
+        for ca in &self.client_cas {
+            builder
+                .cert_store_mut()
+                .add_cert(ca.clone())
+                .map_err(tls("client CA"))?;
+            builder.add_client_ca(ca).map_err(tls("client CA list"))?;
+        }
+        builder.set_verify_depth(self.verify_depth);
+        Ok(builder.build())
+    }
+}
+
+fn warn_unknown_crl_issuers(files: &[PathBuf], cas: &[X509]) {
+    let known: Vec<Vec<u8>> = cas
+        .iter()
+        .filter_map(|ca| ca.subject_name().to_der().ok())
+        .collect();
+    for file in files {
+        let Ok(pem) = fs::read(file) else { continue };
+        let Ok(crl) = X509Crl::from_pem(&pem) else {
+            continue;
+        };
+        let issuer = crl.issuer_name().to_der().unwrap_or_default();
+        if !known.contains(&issuer) {
+            warn!(
+                "CRL file {} is issued by {}, which is not in the client CA file; \
+                 it applies only to clients that present that CA",
+                file.display(),
+                crate::peer::one_line(crl.issuer_name())
+            );
+        }
+    }
 }
 
 fn read_file(path: &Path, role: FileRole) -> Result<Vec<u8>, ConfigError> {

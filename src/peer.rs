@@ -4,24 +4,40 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use openssl::ssl::SslRef;
-use openssl::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyResult};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::hash::MessageDigest;
+use openssl::ssl::SslRef;
+use openssl::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyResult, X509};
+
+use log::{debug, warn};
+
+use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, UnusableCrlPolicy};
+use crate::events::ConnectionId;
 use crate::hexdump::hexdump;
 
 // OpenSSL's X509_V_ERR_* codes used to sort failures into problems.
 const ERR_UNABLE_TO_GET_ISSUER_CERT: i32 = 2;
+pub(crate) const ERR_UNABLE_TO_GET_CRL: i32 = 3;
+pub(crate) const ERR_CRL_SIGNATURE_FAILURE: i32 = 8;
 const ERR_CERT_NOT_YET_VALID: i32 = 9;
+pub(crate) const ERR_CRL_NOT_YET_VALID: i32 = 11;
+pub(crate) const ERR_CRL_HAS_EXPIRED: i32 = 12;
 const ERR_CERT_HAS_EXPIRED: i32 = 10;
 const ERR_DEPTH_ZERO_SELF_SIGNED_CERT: i32 = 18;
 const ERR_SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
 const ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
 const ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
-const ERR_CERT_REVOKED: i32 = 23;
+pub(crate) const ERR_CERT_REVOKED: i32 = 23;
 const ERR_CERT_UNTRUSTED: i32 = 27;
 
 /// One certificate of the chain a client presented.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The common facts are fields; the rest is computed on request from the certificate,
+/// which [`certificate`](CertEntry::certificate) gives in full.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CertEntry {
     /// Subject in OpenSSL's one-line form, e.g. `/C=US/O=Example/CN=alice`.
@@ -30,28 +46,101 @@ pub struct CertEntry {
     pub issuer: String,
     /// Serial number as big-endian bytes without leading zeros (a zero serial is `[0]`).
     pub serial: Vec<u8>,
+    cert: X509,
 }
 
 impl CertEntry {
     pub(crate) fn from_x509(cert: &X509Ref) -> Self {
-        let serial = cert
-            .serial_number()
-            .to_bn()
-            .map(|bn| bn.to_vec())
-            .unwrap_or_default();
         CertEntry {
             subject: one_line(cert.subject_name()),
             issuer: one_line(cert.issuer_name()),
-            serial: if serial.is_empty() { vec![0] } else { serial },
+            serial: serial_bytes(cert),
+            cert: cert.to_owned(),
         }
     }
 
-    /// The serial as colon-separated hex, e.g. `01:f3:9a`; see [`hexdump`](crate::hexdump).
+    /// The serial as colon-separated lower-case hex, e.g. `01:f3:9a`; see
+    /// [`hexdump`](crate::hexdump). Leading zero bytes of the DER encoding are not shown.
     ///
     /// The Perl module could only show serials with a patched Net::SSLeay (`getserial`);
     /// here they are always available.
     pub fn serial_hex(&self) -> String {
         hexdump(&self.serial)
+    }
+
+    /// Subject in RFC 4514 form, most specific attribute first, e.g.
+    /// `CN=alice,O=Example,C=US`.
+    pub fn subject_rfc4514(&self) -> String {
+        rfc4514(self.cert.subject_name())
+    }
+
+    /// Issuer in RFC 4514 form.
+    pub fn issuer_rfc4514(&self) -> String {
+        rfc4514(self.cert.issuer_name())
+    }
+
+    /// SHA-256 fingerprint of the DER certificate as colon-separated lower-case hex, the
+    /// value `openssl x509 -fingerprint -sha256` prints (in upper case).
+    pub fn sha256_fingerprint(&self) -> String {
+        self.cert
+            .digest(MessageDigest::sha256())
+            .map(|digest| hexdump(&digest))
+            .unwrap_or_default()
+    }
+
+    /// Subject alternative names as `DNS:…`, `IP:…`, `email:…` and `URI:…` strings, in
+    /// the certificate's order.
+    pub fn subject_alt_names(&self) -> Vec<String> {
+        let Some(names) = self.cert.subject_alt_names() else {
+            return Vec::new();
+        };
+        names
+            .iter()
+            .filter_map(|name| {
+                if let Some(dns) = name.dnsname() {
+                    Some(format!("DNS:{dns}"))
+                } else if let Some(ip) = name.ipaddress() {
+                    ip_text(ip).map(|ip| format!("IP:{ip}"))
+                } else if let Some(email) = name.email() {
+                    Some(format!("email:{email}"))
+                } else {
+                    name.uri().map(|uri| format!("URI:{uri}"))
+                }
+            })
+            .collect()
+    }
+
+    /// Start of the validity period.
+    pub fn not_before(&self) -> Option<SystemTime> {
+        system_time(self.cert.not_before())
+    }
+
+    /// End of the validity period.
+    pub fn not_after(&self) -> Option<SystemTime> {
+        system_time(self.cert.not_after())
+    }
+
+    /// The validity period as OpenSSL prints it, e.g. `Jan  1 00:00:00 2020 GMT`.
+    pub fn validity_text(&self) -> (String, String) {
+        (
+            self.cert.not_before().to_string(),
+            self.cert.not_after().to_string(),
+        )
+    }
+
+    /// The certificate itself.
+    pub fn certificate(&self) -> &X509Ref {
+        &self.cert
+    }
+}
+
+impl fmt::Debug for CertEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertEntry")
+            .field("subject", &self.subject)
+            .field("issuer", &self.issuer)
+            .field("serial", &self.serial_hex())
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,6 +183,8 @@ pub enum CertProblem {
     NotYetValid,
     /// A certificate in the chain is revoked.
     Revoked,
+    /// The CRL needed to decide is unusable (expired, missing, malformed, bad signature).
+    CrlUnusable,
     /// Any other verification failure; the report's `verify_text` says which.
     Invalid,
 }
@@ -204,6 +295,7 @@ impl fmt::Display for CertProblem {
             CertProblem::Expired => "expired",
             CertProblem::NotYetValid => "not yet valid",
             CertProblem::Revoked => "revoked",
+            CertProblem::CrlUnusable => "CRL unusable",
             CertProblem::Invalid => "invalid",
         })
     }
@@ -224,34 +316,100 @@ pub(crate) struct VerifyFailure {
 pub(crate) struct VerifyRecord {
     pub(crate) failure: Option<VerifyFailure>,
     pub(crate) called: bool,
+    pub(crate) crl_checked: bool,
 }
 
 /// A connection's verify record, shared only between its verify callback and itself.
 pub(crate) type SharedRecord = Arc<Mutex<VerifyRecord>>;
 
-/// Notes the first failure in `record` and returns what OpenSSL should do: carry on when
-/// `tolerate` is set (the handler decides), otherwise OpenSSL's own verdict.
-pub(crate) fn observe(
-    record: &SharedRecord,
-    preverify_ok: bool,
-    store: &X509StoreContextRef,
-    tolerate: bool,
-) -> bool {
-    let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
-    record.called = true;
-    if !preverify_ok && record.failure.is_none() {
-        let error = store.error();
-        record.failure = Some(VerifyFailure {
-            code: error.as_raw(),
-            text: error.error_string().to_owned(),
-            depth: store.error_depth(),
-            chain: store
-                .chain()
-                .map(|chain| chain.iter().map(CertEntry::from_x509).collect())
-                .unwrap_or_default(),
-        });
+/// One connection's verify callback: notes what it sees in the connection's own record,
+/// applies the CRLs, and tells OpenSSL whether to go on.
+pub(crate) struct Verifier {
+    pub(crate) record: SharedRecord,
+    /// Carry on after a failure (the handler decides) instead of failing the handshake.
+    pub(crate) tolerate: bool,
+    pub(crate) crls: Option<(CrlSet, CrlScope, UnusableCrlPolicy)>,
+    pub(crate) id: ConnectionId,
+}
+
+impl Verifier {
+    pub(crate) fn observe(&self, preverify_ok: bool, store: &mut X509StoreContextRef) -> bool {
+        let mut record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
+        record.called = true;
+        if !preverify_ok {
+            if record.failure.is_none() {
+                let error = store.error();
+                record.failure = Some(failure(store, error.as_raw(), error.error_string()));
+            }
+            return self.tolerate;
+        }
+
+        // The chain is complete and trusted once OpenSSL reaches the client's certificate.
+        if store.error_depth() != 0 || record.failure.is_some() || record.crl_checked {
+            return true;
+        }
+        record.crl_checked = true;
+        let Some((crls, scope, policy)) = &self.crls else {
+            return true;
+        };
+        let chain: Vec<X509> = match store.chain() {
+            Some(chain) => chain.iter().map(X509Ref::to_owned).collect(),
+            None => Vec::new(),
+        };
+        let refs: Vec<&X509Ref> = chain.iter().map(|cert| &**cert).collect();
+        let (code, text) = match crls.check_chain(&refs, *scope) {
+            CrlVerdict::Good => {
+                debug!("[{}] CRL check: not revoked", self.id);
+                return true;
+            }
+            CrlVerdict::Revoked(revocation) => {
+                debug!(
+                    "[{}] CRL check: {}",
+                    self.id,
+                    CrlVerdict::Revoked(revocation.clone())
+                );
+                (
+                    ERR_CERT_REVOKED,
+                    format!("certificate revoked: {}", revocation.subject),
+                )
+            }
+            CrlVerdict::Unusable(why) => {
+                if *policy == UnusableCrlPolicy::Allow {
+                    warn!(
+                        "[{}] CRL unusable, client let through by policy: {why}",
+                        self.id
+                    );
+                    return true;
+                }
+                debug!("[{}] CRL check: unusable: {why}", self.id);
+                let code = match why {
+                    CrlUnusable::Expired { .. } => ERR_CRL_HAS_EXPIRED,
+                    CrlUnusable::NotYetValid { .. } => ERR_CRL_NOT_YET_VALID,
+                    CrlUnusable::BadSignature { .. } => ERR_CRL_SIGNATURE_FAILURE,
+                    _ => ERR_UNABLE_TO_GET_CRL,
+                };
+                (code, format!("CRL unusable: {why}"))
+            }
+        };
+        // SAFETY: `code` is one of OpenSSL's own X509_V_ERR constants, the kind of value
+        // `from_raw` expects. Setting it makes OpenSSL send the matching alert (44 for
+        // revoked, 45 for an expired CRL, 51 for a bad CRL signature).
+        store.set_error(unsafe { X509VerifyResult::from_raw(code) });
+        record.failure = Some(failure(store, code, &text));
+        self.tolerate
     }
-    preverify_ok || tolerate
+}
+
+fn failure(store: &X509StoreContextRef, code: i32, text: &str) -> VerifyFailure {
+    VerifyFailure {
+        code,
+        text: text.to_owned(),
+        depth: store.error_depth(),
+        chain: store
+            .chain()
+            .map(|chain| chain.iter().map(CertEntry::from_x509).collect())
+            .unwrap_or_default(),
+    }
 }
 
 pub(crate) fn problem_of(code: i32) -> CertProblem {
@@ -259,6 +417,10 @@ pub(crate) fn problem_of(code: i32) -> CertProblem {
         ERR_CERT_HAS_EXPIRED => CertProblem::Expired,
         ERR_CERT_NOT_YET_VALID => CertProblem::NotYetValid,
         ERR_CERT_REVOKED => CertProblem::Revoked,
+        ERR_UNABLE_TO_GET_CRL
+        | ERR_CRL_SIGNATURE_FAILURE
+        | ERR_CRL_NOT_YET_VALID
+        | ERR_CRL_HAS_EXPIRED => CertProblem::CrlUnusable,
         ERR_UNABLE_TO_GET_ISSUER_CERT
         | ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
         | ERR_DEPTH_ZERO_SELF_SIGNED_CERT
@@ -284,4 +446,85 @@ pub(crate) fn one_line(name: &X509NameRef) -> String {
         }
     }
     out
+}
+
+/// Formats a distinguished name as RFC 4514 says: last attribute first, comma-separated,
+/// with special characters escaped.
+pub(crate) fn rfc4514(name: &X509NameRef) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for entry in name.entries() {
+        let key = entry.object().nid().short_name().unwrap_or("?");
+        let value = match entry.data().to_string() {
+            Ok(value) => escape_rfc4514(&value),
+            Err(_) => format!("#{}", hexdump(entry.data().as_slice()).replace(':', "")),
+        };
+        parts.push(format!("{key}={value}"));
+    }
+    parts.reverse();
+    parts.join(",")
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if c == '\0' {
+            out.push_str("\\00");
+            continue;
+        }
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The serial as big-endian magnitude bytes without leading zeros; `[0]` for zero.
+pub(crate) fn serial_bytes(cert: &X509Ref) -> Vec<u8> {
+    let bytes = cert
+        .serial_number()
+        .to_bn()
+        .map(|bn| bn.to_vec())
+        .unwrap_or_default();
+    if bytes.is_empty() {
+        vec![0]
+    } else {
+        bytes
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?).to_string()),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?).to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn system_time(time: &Asn1TimeRef) -> Option<SystemTime> {
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(time).ok()?;
+    let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_rfc4514;
+
+    #[test]
+    fn escapes_rfc4514_specials() {
+        assert_eq!(escape_rfc4514("a,b+c"), "a\\,b\\+c");
+        assert_eq!(escape_rfc4514("#lead"), "\\#lead");
+        assert_eq!(escape_rfc4514(" pad "), "\\ pad\\ ");
+        assert_eq!(escape_rfc4514("plain text"), "plain text");
+    }
 }
