@@ -11,12 +11,12 @@ use std::mem;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{self, Poll, Waker};
-use std::time::Duration;
+use std::task::{self, Poll};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Running};
 use bytes::Bytes;
-use log::{debug, log, trace, Level};
+use log::{debug, log, trace, warn, Level};
 use openssl::ssl::{self, ErrorCode, Ssl, SslVerifyMode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -26,6 +26,8 @@ use crate::events::{
     CertRejected, ClientInput, Command, ConnectionHandle, ConnectionId, Disconnect,
     DisconnectReason, SslDone,
 };
+use crate::flow::Flow;
+use crate::listener::{Counted, Shared};
 use crate::options::{ClientCertMode, TlsConfig};
 use crate::peer::{self, CertProblem, ClientCertReport, SharedRecord, Verifier, VerifyRecord};
 use crate::SslHandler;
@@ -61,7 +63,15 @@ pub(crate) struct Connection<H: SslHandler> {
     phase: Phase,
     handle: Option<ConnectionHandle>,
     outbound: VecDeque<Bytes>,
-    waker: Option<Waker>,
+    flow: Arc<Flow>,
+    /// Why the connection is being closed once `Flushing` is done.
+    closing_reason: DisconnectReason,
+    last_activity: Instant,
+    shared: Arc<Shared>,
+    /// Held while the handshake runs; counts towards the listener's handshake cap.
+    handshake_slot: Option<Counted>,
+    /// Held for the connection's whole life; counts towards the connection cap.
+    _open_slot: Counted,
     disconnected: bool,
     step_level: Level,
 }
@@ -74,6 +84,8 @@ impl<H: SslHandler> Connection<H> {
         peer: SocketAddr,
         config: TlsConfig,
         handler: Addr<H>,
+        shared: Arc<Shared>,
+        slots: (Counted, Counted),
     ) -> Result<(), openssl::error::ErrorStack> {
         let record: SharedRecord = Arc::new(Mutex::new(VerifyRecord::default()));
         let mut ssl = Ssl::new(&config.context())?;
@@ -92,6 +104,7 @@ impl<H: SslHandler> Connection<H> {
                 crls: config
                     .crls()
                     .map(|crls| (crls.clone(), config.crl_scope(), config.unusable_crl())),
+                anchors: config.client_cas(),
                 id,
             };
             ssl.set_verify_callback(mode, move |ok, store| verifier.observe(ok, store));
@@ -102,6 +115,8 @@ impl<H: SslHandler> Connection<H> {
         } else {
             Level::Trace
         };
+        let flow = Flow::new(config.water_marks());
+        let (handshake_slot, open_slot) = slots;
 
         Connection::create(|_| Connection {
             id,
@@ -113,7 +128,12 @@ impl<H: SslHandler> Connection<H> {
             phase: Phase::Handshaking,
             handle: None,
             outbound: VecDeque::new(),
-            waker: None,
+            flow,
+            closing_reason: DisconnectReason::ClosedByHandler,
+            last_activity: Instant::now(),
+            shared,
+            handshake_slot: Some(handshake_slot),
+            _open_slot: open_slot,
             disconnected: false,
             step_level,
         });
@@ -122,10 +142,7 @@ impl<H: SslHandler> Connection<H> {
 
     /// Takes every step the socket allows right now. `Ready` means the connection is over.
     fn drive(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Poll<()> {
-        match &self.waker {
-            Some(waker) if waker.will_wake(task.waker()) => {}
-            _ => self.waker = Some(task.waker().clone()),
-        }
+        self.flow.register_driver(task.waker());
 
         loop {
             let step = match self.phase {
@@ -165,7 +182,8 @@ impl<H: SslHandler> Connection<H> {
     }
 
     fn on_established(&mut self, ctx: &mut Context<Self>) {
-        let handle = ConnectionHandle::new(self.id, ctx.address().recipient());
+        let handle =
+            ConnectionHandle::new(self.id, ctx.address().recipient(), Arc::clone(&self.flow));
         let ssl = self.stream.ssl();
         let report = {
             let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
@@ -188,6 +206,11 @@ impl<H: SslHandler> Connection<H> {
         debug!("[{}] established with {}: {report}", self.id, self.peer);
 
         self.phase = Phase::Established;
+        self.handshake_slot = None;
+        self.last_activity = Instant::now();
+        if let Some(idle) = self.config.idle_timeout() {
+            ctx.run_later(idle, move |act, ctx| act.check_idle(idle, ctx));
+        }
         self.handle = Some(handle.clone());
         self.handler.do_send(SslDone {
             id: self.id,
@@ -265,7 +288,11 @@ impl<H: SslHandler> Connection<H> {
                 Poll::Ready(result) => {
                     if let Err(error) = result {
                         debug!("[{}] close_notify not sent: {error}", self.id);
-                        return Step::End(DisconnectReason::ClosedByHandler);
+                        return Step::End(self.closing_reason.clone());
+                    }
+                    if self.closing_reason == DisconnectReason::PeerClosed {
+                        // The peer has closed already; nothing more will come.
+                        return Step::End(DisconnectReason::PeerClosed);
                     }
                     trace!(
                         "[{}] close_notify sent, waiting for the peer to close",
@@ -274,7 +301,7 @@ impl<H: SslHandler> Connection<H> {
                     self.phase = Phase::Lingering;
                     ctx.run_later(LINGER, |act, ctx| {
                         if act.phase == Phase::Lingering {
-                            act.finish(DisconnectReason::ClosedByHandler, ctx);
+                            act.finish(act.closing_reason.clone(), ctx);
                         }
                     });
                     Step::Again
@@ -284,21 +311,34 @@ impl<H: SslHandler> Connection<H> {
 
         let mut buf = [0u8; READ_CHUNK];
         for _ in 0..READS_PER_TURN {
+            if !self.flow.input_allowed() {
+                // The handler is behind; the credit it returns wakes this driver.
+                trace!("[{}] reading paused until the handler catches up", self.id);
+                return Step::Wait;
+            }
             let mut read_buf = ReadBuf::new(&mut buf);
             match Pin::new(&mut self.stream).poll_read(task, &mut read_buf) {
                 Poll::Pending => return Step::Wait,
                 Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
-                    return Step::End(DisconnectReason::PeerClosed);
+                    if self.stream.get_ref().eof {
+                        return Step::End(DisconnectReason::PeerTruncated);
+                    }
+                    // The client sent close_notify: answer with ours after what is queued.
+                    debug!("[{}] peer sent close_notify", self.id);
+                    self.begin_close(DisconnectReason::PeerClosed);
+                    return Step::Again;
                 }
                 Poll::Ready(Ok(())) => {
                     let data = Bytes::copy_from_slice(read_buf.filled());
                     trace!("[{}] read {} bytes", self.id, data.len());
+                    self.last_activity = Instant::now();
                     if let Some(handle) = &self.handle {
                         self.handler.do_send(ClientInput {
                             id: self.id,
                             handle: handle.clone(),
                             data,
                             tls: true,
+                            credit: self.flow.input_credit(),
                         });
                     }
                 }
@@ -323,11 +363,13 @@ impl<H: SslHandler> Connection<H> {
                 }
                 Poll::Ready(Ok(written)) => {
                     trace!("[{}] wrote {written} bytes", self.id);
+                    self.last_activity = Instant::now();
                     if written >= front.len() {
                         self.outbound.pop_front();
                     } else {
                         let _ = front.split_to(written);
                     }
+                    self.flow.remove_queued(written);
                 }
                 Poll::Ready(Err(error)) => return Err(classify_io_error(&error)),
             }
@@ -344,10 +386,10 @@ impl<H: SslHandler> Connection<H> {
             match socket.poll_read(task, &mut read_buf) {
                 Poll::Pending => return Step::Wait,
                 Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
-                    return Step::End(DisconnectReason::ClosedByHandler);
+                    return Step::End(self.closing_reason.clone());
                 }
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Step::End(DisconnectReason::ClosedByHandler),
+                Poll::Ready(Err(_)) => return Step::End(self.closing_reason.clone()),
             }
         }
     }
@@ -360,22 +402,42 @@ impl<H: SslHandler> Connection<H> {
         ctx.stop();
     }
 
+    /// Starts an orderly close: queued bytes are written, then close_notify is sent.
+    fn begin_close(&mut self, reason: DisconnectReason) {
+        self.closing_reason = reason;
+        self.phase = Phase::Flushing;
+        self.flow.wake_driver();
+    }
+
+    /// Closes the connection if nothing moved for the idle timeout; otherwise looks again
+    /// when the timeout would next expire.
+    fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Established {
+            return;
+        }
+        let quiet = self.last_activity.elapsed();
+        if quiet >= idle {
+            debug!("[{}] idle for {quiet:?}, closing", self.id);
+            self.begin_close(DisconnectReason::IdleTimedOut);
+        } else {
+            ctx.run_later(idle - quiet, move |act, ctx| act.check_idle(idle, ctx));
+        }
+    }
+
     fn notify_disconnect(&mut self, reason: DisconnectReason) {
         if mem::replace(&mut self.disconnected, true) {
             return;
         }
+        // Bytes still queued will never be written; release them and their waiters.
+        let unsent: usize = self.outbound.drain(..).map(|chunk| chunk.len()).sum();
+        self.flow.remove_queued(unsent);
+        self.flow.wake_drain_waiters();
         debug!("[{}] disconnected: {reason}", self.id);
         self.handler.do_send(Disconnect {
             id: self.id,
             peer: self.peer,
             reason,
         });
-    }
-
-    fn wake(&self) {
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
-        }
     }
 }
 
@@ -384,6 +446,7 @@ impl<H: SslHandler> Actor for Connection<H> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         debug!("[{}] accepted from {}", self.id, self.peer);
+        self.shared.register(self.id, ctx.address().recipient());
         ctx.spawn(Driver);
         ctx.run_later(self.config.handshake_timeout(), |act, ctx| {
             if act.phase == Phase::Handshaking {
@@ -404,21 +467,31 @@ impl<H: SslHandler> Actor for Connection<H> {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         // Reached without `finish` only when the actor system itself is stopping.
         self.notify_disconnect(DisconnectReason::Shutdown);
+        self.shared.deregister(self.id);
     }
 }
 
 impl<H: SslHandler> Handler<Command> for Connection<H> {
     type Result = ();
 
-    fn handle(&mut self, command: Command, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
         match (command, self.phase) {
             (Command::Put(data), Phase::Established) => {
-                if !data.is_empty() {
+                let limit = self.flow.marks().limit;
+                if self.flow.queued() > limit {
+                    self.flow.remove_queued(data.len());
+                    warn!(
+                        "[{}] handler queued more than {limit} bytes, closing",
+                        self.id
+                    );
+                    self.finish(DisconnectReason::WriteQueueOverflow, ctx);
+                } else if !data.is_empty() {
                     self.outbound.push_back(data);
-                    self.wake();
+                    self.flow.wake_driver();
                 }
             }
             (Command::Put(data), phase) => {
+                self.flow.remove_queued(data.len());
                 debug!(
                     "[{}] dropped {} bytes put while {phase:?}",
                     self.id,
@@ -427,10 +500,17 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
             }
             (Command::Close, Phase::Established) => {
                 debug!("[{}] close requested by handler", self.id);
-                self.phase = Phase::Flushing;
-                self.wake();
+                self.begin_close(DisconnectReason::ClosedByHandler);
             }
             (Command::Close, _) => {}
+            (Command::Shutdown, Phase::Established) => {
+                debug!("[{}] closing for shutdown", self.id);
+                self.begin_close(DisconnectReason::Shutdown);
+            }
+            (Command::Shutdown, Phase::Handshaking) => {
+                self.finish(DisconnectReason::Shutdown, ctx);
+            }
+            (Command::Shutdown, _) => {}
         }
     }
 }
@@ -471,11 +551,19 @@ enum Direction {
 struct Socket {
     tcp: TcpStream,
     blocked: Option<Direction>,
+    /// The peer closed its side of the TCP connection. OpenSSL reports a clean
+    /// close_notify and a bare TCP close the same way through this adapter, so this
+    /// tells them apart: a close_notify is read without reaching the end of the stream.
+    eof: bool,
 }
 
 impl Socket {
     fn new(tcp: TcpStream) -> Self {
-        Socket { tcp, blocked: None }
+        Socket {
+            tcp,
+            blocked: None,
+            eof: false,
+        }
     }
 }
 
@@ -486,9 +574,14 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let poll = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        if poll.is_pending() {
-            this.blocked = Some(Direction::Read);
+        match &poll {
+            Poll::Pending => this.blocked = Some(Direction::Read),
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                this.eof = true;
+            }
+            Poll::Ready(_) => {}
         }
         poll
     }

@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message, Recipient};
 use bytes::Bytes;
 
+use crate::flow::{Drained, Flow, InputCredit};
 use crate::peer::{CertProblem, ClientCertReport};
 
 /// A connection's number, unique within its listener and counted from 1.
@@ -21,11 +23,13 @@ impl fmt::Display for ConnectionId {
     }
 }
 
-/// Commands a handler can give a connection, sent through a [`ConnectionHandle`].
+/// Commands a handler (or the listener) can give a connection.
 #[derive(Debug)]
 pub(crate) enum Command {
     Put(Bytes),
     Close,
+    /// The listener is shutting down and the grace period is over.
+    Shutdown,
 }
 
 impl Message for Command {
@@ -40,11 +44,22 @@ impl Message for Command {
 pub struct ConnectionHandle {
     id: ConnectionId,
     commands: Recipient<Command>,
+    flow: Arc<Flow>,
+}
+
+/// What [`ConnectionHandle::put`] found: how much is now waiting to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutStatus {
+    /// Bytes put but not yet written to the socket, including these.
+    pub queued: usize,
+    /// The queue is at or above the high-water mark: wait for
+    /// [`drained`](ConnectionHandle::drained) before putting more.
+    pub full: bool,
 }
 
 impl ConnectionHandle {
-    pub(crate) fn new(id: ConnectionId, commands: Recipient<Command>) -> Self {
-        ConnectionHandle { id, commands }
+    pub(crate) fn new(id: ConnectionId, commands: Recipient<Command>, flow: Arc<Flow>) -> Self {
+        ConnectionHandle { id, commands, flow }
     }
 
     /// The connection's id.
@@ -56,8 +71,38 @@ impl ConnectionHandle {
     ///
     /// This is `$heap->{client}->put(...)` of a POE session. Bytes put before
     /// [`close`](Self::close) are all written before the connection closes.
-    pub fn put(&self, data: impl Into<Bytes>) {
-        self.commands.do_send(Command::Put(data.into()));
+    ///
+    /// The returned status says when the write queue has reached its high-water mark
+    /// ([`Options::write_water_marks`](crate::Options::write_water_marks), 1 MiB by
+    /// default): a handler writing to a slow reader should then wait for
+    /// [`drained`](Self::drained), as a POE session waited for its wheel's LowMark event
+    /// after a HighMark. Putting past the hard limit (16 MiB by default) ends the
+    /// connection with [`DisconnectReason::WriteQueueOverflow`], so memory stays bounded.
+    pub fn put(&self, data: impl Into<Bytes>) -> PutStatus {
+        let data = data.into();
+        let queued = self.flow.add_queued(data.len());
+        self.commands.do_send(Command::Put(data));
+        PutStatus {
+            queued,
+            full: queued >= self.flow.marks().high,
+        }
+    }
+
+    /// Bytes put but not yet written to the socket.
+    pub fn queued(&self) -> usize {
+        self.flow.queued()
+    }
+
+    /// A future that resolves once the write queue is at or below its low-water mark
+    /// (256 KiB by default), or the connection has ended.
+    ///
+    /// In an actor: `ctx.wait(handle.drained().into_actor(self).map(|_, act, ctx| …))`.
+    pub fn drained(&self) -> Drained {
+        let commands = self.commands.clone();
+        Drained::new(
+            Arc::clone(&self.flow),
+            Box::new(move || !commands.connected()),
+        )
     }
 
     /// Writes whatever was put, sends TLS close_notify and closes the connection.
@@ -121,6 +166,10 @@ pub struct ClientInput {
     pub data: Bytes,
     /// Whether the bytes came over TLS (always, unless the connection started in plaintext).
     pub tls: bool,
+    /// Holds back further reads until the handler has dropped this input (never read:
+    /// dropping it is what counts).
+    #[allow(dead_code)]
+    pub(crate) credit: Arc<InputCredit>,
 }
 
 impl Message for ClientInput {
@@ -182,6 +231,10 @@ pub enum DisconnectReason {
     HandshakeFailed(String),
     /// The handshake did not finish within the deadline.
     HandshakeTimedOut,
+    /// No bytes went either way for the idle timeout.
+    IdleTimedOut,
+    /// The handler put more than the write queue's hard limit.
+    WriteQueueOverflow,
     /// The TLS layer failed after the handshake; the text is OpenSSL's reason.
     Protocol(String),
     /// Reading or writing the socket failed.
@@ -205,6 +258,8 @@ impl fmt::Display for DisconnectReason {
             }
             DisconnectReason::HandshakeFailed(reason) => write!(f, "handshake failed: {reason}"),
             DisconnectReason::HandshakeTimedOut => f.write_str("handshake timed out"),
+            DisconnectReason::IdleTimedOut => f.write_str("idle timeout"),
+            DisconnectReason::WriteQueueOverflow => f.write_str("write queue overflow"),
             DisconnectReason::Protocol(reason) => write!(f, "TLS error: {reason}"),
             DisconnectReason::Io(reason) => write!(f, "I/O error: {reason}"),
             DisconnectReason::Shutdown => f.write_str("shut down"),

@@ -95,6 +95,7 @@ mod connection;
 mod crl;
 mod error;
 mod events;
+mod flow;
 mod hexdump;
 mod listener;
 mod options;
@@ -104,9 +105,10 @@ pub use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, Revocation, Unus
 pub use crate::error::{ConfigError, FileRole, ListenerError};
 pub use crate::events::{
     CertRejected, ClientInput, ConnectionHandle, ConnectionId, Disconnect, DisconnectReason,
-    SslDone, SslHandler,
+    PutStatus, SslDone, SslHandler,
 };
+pub use crate::flow::Drained;
 pub use crate::hexdump::hexdump;
-pub use crate::listener::{Listener, ListenerHandle, StopListening};
+pub use crate::listener::{Listener, ListenerHandle, ListenerStats, StopListening};
 pub use crate::options::{ClientCertMode, Options, TlsConfig};
 pub use crate::peer::{CertEntry, CertProblem, ClientCertReport};

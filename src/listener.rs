@@ -1,21 +1,28 @@
 //! The `Listener` actor: binds, accepts and starts one `Connection` per socket.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{self, Poll};
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Message};
+use actix::{
+    Actor, ActorContext, ActorFuture, Addr, Arbiter, AsyncContext, Context, Handler, Message,
+    Recipient,
+};
+use futures::task::AtomicWaker;
 use log::{debug, error, info, warn};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, Sleep};
 
 use crate::connection::Connection;
 use crate::error::ListenerError;
-use crate::events::ConnectionId;
+use crate::events::{Command, ConnectionId};
 use crate::options::TlsConfig;
 use crate::SslHandler;
 
@@ -27,15 +34,19 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 ///
 /// This is `Server_SSLify_NonBlock` and the POE server component's accept loop in one.
 /// Each accepted socket gets the next [`ConnectionId`] (counted from 1) and its own
-/// connection actor on the listener's arbiter; the handshake then runs without ever
-/// blocking that thread, so a slow or silent client delays no one.
+/// connection actor; the handshake then runs without ever blocking that thread, so a slow
+/// or silent client delays no one. The listener stops accepting while the handshake or
+/// connection cap is reached and resumes as soon as there is room.
 pub struct Listener<H: SslHandler> {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: TlsConfig,
     handler: Addr<H>,
-    next_id: u64,
+    shared: Arc<Shared>,
+    workers: Vec<Arbiter>,
+    next_worker: usize,
     backoff: Option<Pin<Box<Sleep>>>,
+    paused: bool,
 }
 
 impl<H: SslHandler> Listener<H> {
@@ -78,20 +89,41 @@ impl<H: SslHandler> Listener<H> {
                 source,
             })?;
 
-        info!("listening on {local_addr}");
+        let workers = if config.workers() > 1 {
+            (0..config.workers()).map(|_| Arbiter::new()).collect()
+        } else {
+            Vec::new()
+        };
+        let shared = Arc::new(Shared::new(
+            config.max_handshakes(),
+            config.max_connections(),
+        ));
+        info!(
+            "listening on {local_addr} ({} worker thread{})",
+            config.workers(),
+            if config.workers() == 1 { "" } else { "s" }
+        );
         let actor = Listener {
             listener,
             local_addr,
             config,
             handler,
-            next_id: 0,
+            shared: Arc::clone(&shared),
+            workers,
+            next_worker: 0,
             backoff: None,
+            paused: false,
         }
         .start();
-        Ok(ListenerHandle { actor, local_addr })
+        Ok(ListenerHandle {
+            actor,
+            local_addr,
+            shared,
+        })
     }
 
-    /// Accepts every pending connection. `Ready` means the listener is done.
+    /// Accepts every pending connection there is room for. `Ready` means the listener is
+    /// done.
     fn accept_all(&mut self, task: &mut task::Context<'_>) -> Poll<()> {
         loop {
             if let Some(backoff) = &mut self.backoff {
@@ -99,6 +131,22 @@ impl<H: SslHandler> Listener<H> {
                     return Poll::Pending;
                 }
                 self.backoff = None;
+            }
+            if !self.shared.has_room(task) {
+                if !self.paused {
+                    self.paused = true;
+                    debug!(
+                        "accepting on {} paused: {} handshakes, {} connections",
+                        self.local_addr,
+                        self.shared.handshaking.load(Ordering::Acquire),
+                        self.shared.open.load(Ordering::Acquire)
+                    );
+                }
+                return Poll::Pending;
+            }
+            if self.paused {
+                self.paused = false;
+                debug!("accepting on {} resumed", self.local_addr);
             }
             match self.listener.poll_accept(task) {
                 Poll::Pending => return Poll::Pending,
@@ -114,17 +162,57 @@ impl<H: SslHandler> Listener<H> {
         }
     }
 
-    fn start_connection(&mut self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
-        self.next_id += 1;
-        let id = ConnectionId(self.next_id);
+    fn start_connection(&mut self, tcp: TcpStream, peer: SocketAddr) {
+        let id = ConnectionId(self.shared.accepted.fetch_add(1, Ordering::AcqRel) + 1);
         if let Err(error) = tcp.set_nodelay(true) {
             debug!("[{id}] cannot turn off Nagle's algorithm: {error}");
         }
-        if let Err(error) =
-            Connection::start(id, tcp, peer, self.config.clone(), self.handler.clone())
-        {
-            error!("[{id}] cannot set up TLS for {peer}: {error}");
+        // Counted here, before the connection starts, so the caps hold even while sockets
+        // are on their way to a worker.
+        let slots = (
+            Counted::new(&self.shared, Slot::Handshake),
+            Counted::new(&self.shared, Slot::Open),
+        );
+        let config = self.config.clone();
+        let handler = self.handler.clone();
+        let shared = Arc::clone(&self.shared);
+
+        if self.workers.is_empty() {
+            start_here(id, tcp, peer, config, handler, shared, slots);
+            return;
         }
+        // A socket belongs to the reactor of the thread that registered it; hand the
+        // worker the plain socket and let it register its own.
+        let std_tcp = match tcp.into_std() {
+            Ok(std_tcp) => std_tcp,
+            Err(error) => {
+                error!("[{id}] cannot move socket from {peer} to a worker: {error}");
+                return;
+            }
+        };
+        let worker = &self.workers[self.next_worker % self.workers.len()];
+        self.next_worker = self.next_worker.wrapping_add(1);
+        let sent = worker.spawn_fn(move || match TcpStream::from_std(std_tcp) {
+            Ok(tcp) => start_here(id, tcp, peer, config, handler, shared, slots),
+            Err(error) => error!("[{id}] cannot register socket from {peer}: {error}"),
+        });
+        if !sent {
+            error!("[{id}] worker thread is gone; dropping connection from {peer}");
+        }
+    }
+}
+
+fn start_here<H: SslHandler>(
+    id: ConnectionId,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: TlsConfig,
+    handler: Addr<H>,
+    shared: Arc<Shared>,
+    slots: (Counted, Counted),
+) {
+    if let Err(error) = Connection::start(id, tcp, peer, config, handler, shared, slots) {
+        error!("[{id}] cannot set up TLS for {peer}: {error}");
     }
 }
 
@@ -137,6 +225,10 @@ impl<H: SslHandler> Actor for Listener<H> {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         info!("stopped listening on {}", self.local_addr);
+        for worker in &self.workers {
+            // Workers finish what they run (their connections) and then exit.
+            worker.stop();
+        }
     }
 }
 
@@ -156,10 +248,23 @@ impl<H: SslHandler> Handler<StopListening> for Listener<H> {
     }
 }
 
-/// A running listener: its address and a way to stop it.
+/// Counts of one listener's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStats {
+    /// Connections accepted since the listener started.
+    pub accepted: u64,
+    /// Connections open now, handshaking or established.
+    pub open: usize,
+    /// Connections whose handshake is in progress now.
+    pub handshaking: usize,
+}
+
+/// A running listener: its address, its counts, and ways to stop it.
 pub struct ListenerHandle<H: SslHandler> {
     actor: Addr<Listener<H>>,
     local_addr: SocketAddr,
+    shared: Arc<Shared>,
 }
 
 impl<H: SslHandler> ListenerHandle<H> {
@@ -173,9 +278,48 @@ impl<H: SslHandler> ListenerHandle<H> {
         &self.actor
     }
 
+    /// Current counts; cheap enough to call from a handler on every event.
+    pub fn stats(&self) -> ListenerStats {
+        ListenerStats {
+            accepted: self.shared.accepted.load(Ordering::Acquire),
+            open: self.shared.open.load(Ordering::Acquire),
+            handshaking: self.shared.handshaking.load(Ordering::Acquire),
+        }
+    }
+
     /// Stops accepting new connections; those already accepted carry on.
     pub fn stop(&self) {
         self.actor.do_send(StopListening);
+    }
+
+    /// Shuts down gracefully: stops accepting, gives open connections `grace` to end on
+    /// their own, then closes the rest (handshakes are cut, established connections get
+    /// their queued bytes and close_notify) with
+    /// [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown).
+    ///
+    /// The returned future resolves when every connection has ended, each with its one
+    /// [`Disconnect`](crate::Disconnect). Closing connections wait at most 2 s for their
+    /// peer, so it resolves soon after the grace period even with unresponsive clients.
+    pub fn shutdown(&self, grace: Duration) -> impl Future<Output = ()> + 'static {
+        self.stop();
+        let shared = Arc::clone(&self.shared);
+        async move {
+            let open = shared.open.load(Ordering::Acquire);
+            info!("shutting down: {open} connections open, {grace:?} to finish");
+            let deadline = tokio::time::Instant::now() + grace;
+            while shared.open.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline
+            {
+                sleep(Duration::from_millis(20)).await;
+            }
+            let left = shared.close_all();
+            if left > 0 {
+                info!("grace period over, closing {left} connections");
+            }
+            while shared.open.load(Ordering::Acquire) > 0 {
+                sleep(Duration::from_millis(20)).await;
+            }
+            info!("all connections closed");
+        }
     }
 }
 
@@ -184,6 +328,7 @@ impl<H: SslHandler> Clone for ListenerHandle<H> {
         ListenerHandle {
             actor: self.actor.clone(),
             local_addr: self.local_addr,
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -192,7 +337,116 @@ impl<H: SslHandler> fmt::Debug for ListenerHandle<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenerHandle")
             .field("local_addr", &self.local_addr)
+            .field("stats", &self.stats())
             .finish()
+    }
+}
+
+/// State shared by a listener and its connections, on whatever thread they run.
+pub(crate) struct Shared {
+    accepted: AtomicU64,
+    open: AtomicUsize,
+    handshaking: AtomicUsize,
+    max_handshakes: usize,
+    max_connections: usize,
+    /// The acceptor, woken when a slot frees up.
+    acceptor: AtomicWaker,
+    connections: Mutex<HashMap<ConnectionId, Recipient<Command>>>,
+}
+
+impl Shared {
+    fn new(max_handshakes: usize, max_connections: usize) -> Self {
+        Shared {
+            accepted: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            handshaking: AtomicUsize::new(0),
+            max_handshakes,
+            max_connections,
+            acceptor: AtomicWaker::new(),
+            connections: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether another connection may be accepted; if not, the acceptor is woken when one
+    /// may.
+    fn has_room(&self, task: &task::Context<'_>) -> bool {
+        let room = || {
+            self.handshaking.load(Ordering::Acquire) < self.max_handshakes
+                && self.open.load(Ordering::Acquire) < self.max_connections
+        };
+        if room() {
+            return true;
+        }
+        self.acceptor.register(task.waker());
+        // A slot freed between the check and the registration would wake no one.
+        room()
+    }
+
+    pub(crate) fn register(&self, id: ConnectionId, commands: Recipient<Command>) {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, commands);
+    }
+
+    pub(crate) fn deregister(&self, id: ConnectionId) {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Tells every open connection to close for shutdown; returns how many were told.
+    fn close_all(&self) -> usize {
+        let connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for commands in connections.values() {
+            commands.do_send(Command::Shutdown);
+        }
+        connections.len()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Handshake,
+    Open,
+}
+
+/// One unit of a listener's handshake or connection count, given back when dropped, so
+/// that no way out of a connection can leak a slot.
+pub(crate) struct Counted {
+    shared: Arc<Shared>,
+    slot: Slot,
+}
+
+impl Counted {
+    fn new(shared: &Arc<Shared>, slot: Slot) -> Self {
+        shared.counter(slot).fetch_add(1, Ordering::AcqRel);
+        Counted {
+            shared: Arc::clone(shared),
+            slot,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.shared
+            .counter(self.slot)
+            .fetch_sub(1, Ordering::AcqRel);
+        self.shared.acceptor.wake();
+    }
+}
+
+impl Shared {
+    fn counter(&self, slot: Slot) -> &AtomicUsize {
+        match slot {
+            Slot::Handshake => &self.handshaking,
+            Slot::Open => &self.open,
+        }
     }
 }
 

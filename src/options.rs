@@ -13,6 +13,7 @@ use openssl::x509::{X509Crl, X509};
 
 use crate::crl::{CrlScope, CrlSet, UnusableCrlPolicy};
 use crate::error::{ConfigError, FileRole};
+use crate::flow::WaterMarks;
 
 /// How a listener treats client certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,7 +37,9 @@ pub enum ClientCertMode {
 /// [`build`](Options::build).
 ///
 /// The defaults: TLS 1.2 and 1.3, no client certificate, verify depth 5, handshake
-/// deadline 10 s, step logging off.
+/// deadline 10 s, at most 256 handshakes and 10,000 connections at once, no idle timeout,
+/// write queue marks of 256 KiB / 1 MiB / 16 MiB, one worker thread per core, OpenSSL's
+/// two TLS 1.3 session tickets, step logging off.
 ///
 /// # Examples
 ///
@@ -62,6 +65,37 @@ pub struct Options {
     crl_files: Vec<PathBuf>,
     crl_scope: CrlScope,
     unusable_crl: UnusableCrlPolicy,
+    limits: Limits,
+    min_version: SslVersion,
+    max_version: Option<SslVersion>,
+    cipher_list: Option<String>,
+    ciphersuites: Option<String>,
+}
+
+/// Per-listener limits and timeouts, with their defaults.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_handshakes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) water_marks: WaterMarks,
+    pub(crate) workers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_handshakes: 256,
+            max_connections: 10_000,
+            idle_timeout: None,
+            water_marks: WaterMarks {
+                low: 256 * 1024,
+                high: 1024 * 1024,
+                limit: 16 * 1024 * 1024,
+            },
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
 }
 
 impl Options {
@@ -83,6 +117,11 @@ impl Options {
             crl_files: Vec::new(),
             crl_scope: CrlScope::Leaf,
             unusable_crl: UnusableCrlPolicy::Refuse,
+            limits: Limits::default(),
+            min_version: SslVersion::TLS1_2,
+            max_version: None,
+            cipher_list: None,
+            ciphersuites: None,
         }
     }
 
@@ -145,6 +184,88 @@ impl Options {
         self
     }
 
+    /// Caps the handshakes in progress at once; defaults to 256.
+    ///
+    /// At the cap the listener stops accepting and the kernel's backlog holds newcomers;
+    /// accepting resumes as soon as a handshake ends. Accepting and then dropping would
+    /// waste the work of the TCP handshake and tell the client nothing.
+    pub fn max_handshakes(mut self, count: usize) -> Self {
+        self.limits.max_handshakes = count.max(1);
+        self
+    }
+
+    /// Caps the open connections (handshaking or established); defaults to 10,000.
+    ///
+    /// At the cap the listener stops accepting until a connection ends.
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.limits.max_connections = count.max(1);
+        self
+    }
+
+    /// Closes an established connection after this long with no bytes either way; off by
+    /// default. The handler gets [`DisconnectReason::IdleTimedOut`](crate::DisconnectReason::IdleTimedOut).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the write queue's low- and high-water marks and its hard limit, in bytes;
+    /// defaults to 256 KiB, 1 MiB and 16 MiB.
+    ///
+    /// [`put`](crate::ConnectionHandle::put) reports `full` at the high mark and
+    /// [`drained`](crate::ConnectionHandle::drained) resolves at the low mark; a put past the
+    /// limit ends the connection. With the read side held to 4 unfinished reads of at most
+    /// 16 KiB each, a connection buffers at most `limit + 64 KiB` in user space, plus
+    /// OpenSSL's record buffers and the kernel's socket buffers.
+    pub fn write_water_marks(mut self, low: usize, high: usize, limit: usize) -> Self {
+        let high = high.max(1);
+        self.limits.water_marks = WaterMarks {
+            low: low.min(high - 1),
+            high,
+            limit: limit.max(high),
+        };
+        self
+    }
+
+    /// Runs connections on this many threads (actix arbiters); defaults to one per core.
+    ///
+    /// With one, connections run on the listener's own thread. With more, accepted
+    /// sockets are dealt to that many new arbiters in turn. Each
+    /// connection stays on its worker for life, so its events reach the handler in
+    /// order; the handler actor runs wherever it was started.
+    pub fn workers(mut self, count: usize) -> Self {
+        self.limits.workers = count.max(1);
+        self
+    }
+
+    /// Sets the oldest protocol version accepted; defaults to TLS 1.2 (1.0 and 1.1 are
+    /// off unless asked for here, and then only if OpenSSL's security level allows them).
+    pub fn min_version(mut self, version: SslVersion) -> Self {
+        self.min_version = version;
+        self
+    }
+
+    /// Sets the newest protocol version offered; defaults to the newest OpenSSL supports
+    /// (TLS 1.3).
+    pub fn max_version(mut self, version: SslVersion) -> Self {
+        self.max_version = Some(version);
+        self
+    }
+
+    /// Sets the TLS 1.2 cipher list in OpenSSL's syntax (e.g. `ECDHE+AESGCM`); defaults to
+    /// OpenSSL's.
+    pub fn cipher_list(mut self, ciphers: impl Into<String>) -> Self {
+        self.cipher_list = Some(ciphers.into());
+        self
+    }
+
+    /// Sets the TLS 1.3 cipher suites, colon-separated (e.g.
+    /// `TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256`); defaults to OpenSSL's.
+    pub fn ciphersuites(mut self, suites: impl Into<String>) -> Self {
+        self.ciphersuites = Some(suites.into());
+        self
+    }
+
     /// Checks client certificates against the CRLs in this PEM file during the handshake;
     /// may be given several times, and a file may hold several CRLs.
     ///
@@ -190,6 +311,13 @@ impl Options {
         let key = read_private_key(&self.private_key)?;
         // `read_certificates` never returns an empty list.
         let leaf = chain.remove(0);
+        let matches = leaf.public_key().is_ok_and(|public| public.public_eq(&key));
+        if !matches {
+            return Err(ConfigError::KeyMismatch {
+                certificate: self.certificate.clone(),
+                key: self.private_key.clone(),
+            });
+        }
 
         let client_cas = match (&self.client_ca, self.client_cert) {
             (None, ClientCertMode::None) => Vec::new(),
@@ -212,6 +340,10 @@ impl Options {
             client_cas,
             verify_depth: self.verify_depth,
             session_tickets: self.session_tickets,
+            min_version: self.min_version,
+            max_version: self.max_version,
+            cipher_list: self.cipher_list.clone(),
+            ciphersuites: self.ciphersuites.clone(),
         };
         let context = parts.context().map_err(|error| match error {
             PartsError::Tls(what, source) => ConfigError::Tls { what, source },
@@ -224,6 +356,7 @@ impl Options {
 
         Ok(TlsConfig {
             inner: Arc::new(Inner {
+                anchors: parts.client_cas.clone().into(),
                 parts,
                 current: Mutex::new((generation, context)),
                 crls,
@@ -232,6 +365,7 @@ impl Options {
                 client_cert: self.client_cert,
                 debug: self.debug,
                 handshake_timeout: self.handshake_timeout,
+                limits: self.limits,
             }),
         })
     }
@@ -250,6 +384,7 @@ pub struct TlsConfig {
 
 struct Inner {
     parts: Parts,
+    anchors: Arc<[X509]>,
     current: Mutex<(u64, SslContext)>,
     crls: Option<CrlSet>,
     crl_scope: CrlScope,
@@ -257,6 +392,7 @@ struct Inner {
     client_cert: ClientCertMode,
     debug: bool,
     handshake_timeout: Duration,
+    limits: Limits,
 }
 
 impl TlsConfig {
@@ -295,6 +431,34 @@ impl TlsConfig {
         self.inner.handshake_timeout
     }
 
+    /// The idle timeout of established connections, if set.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.inner.limits.idle_timeout
+    }
+
+    /// The cap on handshakes in progress.
+    pub fn max_handshakes(&self) -> usize {
+        self.inner.limits.max_handshakes
+    }
+
+    /// The cap on open connections.
+    pub fn max_connections(&self) -> usize {
+        self.inner.limits.max_connections
+    }
+
+    /// How many threads run connections.
+    pub fn workers(&self) -> usize {
+        self.inner.limits.workers
+    }
+
+    pub(crate) fn water_marks(&self) -> WaterMarks {
+        self.inner.limits.water_marks
+    }
+
+    pub(crate) fn client_cas(&self) -> Arc<[X509]> {
+        Arc::clone(&self.inner.anchors)
+    }
+
     /// The CRLs checked in the handshake, if any.
     pub fn crls(&self) -> Option<&CrlSet> {
         self.inner.crls.as_ref()
@@ -330,6 +494,10 @@ struct Parts {
     client_cas: Vec<X509>,
     verify_depth: u32,
     session_tickets: Option<usize>,
+    min_version: SslVersion,
+    max_version: Option<SslVersion>,
+    cipher_list: Option<String>,
+    ciphersuites: Option<String>,
 }
 
 #[derive(Debug)]
@@ -354,8 +522,19 @@ impl Parts {
         let mut builder =
             SslContextBuilder::new(SslMethod::tls_server()).map_err(tls("context"))?;
         builder
-            .set_min_proto_version(Some(SslVersion::TLS1_2))
+            .set_min_proto_version(Some(self.min_version))
             .map_err(tls("minimum protocol version"))?;
+        builder
+            .set_max_proto_version(self.max_version)
+            .map_err(tls("maximum protocol version"))?;
+        if let Some(list) = &self.cipher_list {
+            builder.set_cipher_list(list).map_err(tls("cipher list"))?;
+        }
+        if let Some(suites) = &self.ciphersuites {
+            builder
+                .set_ciphersuites(suites)
+                .map_err(tls("TLS 1.3 cipher suites"))?;
+        }
         // Tickets are stateful (NO_TICKET makes TLS 1.3 tickets refer to the server's
         // session cache): a resumed session then still has the client's whole chain, and a
         // new context after a CRL change forgets every earlier session.

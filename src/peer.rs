@@ -307,7 +307,8 @@ pub(crate) struct VerifyFailure {
     pub(crate) code: i32,
     pub(crate) text: String,
     pub(crate) depth: u32,
-    /// The chain as far as OpenSSL had built it, the client's certificate first.
+    /// The chain as far as OpenSSL had built it, the client's certificate first, without
+    /// the trust anchor.
     pub(crate) chain: Vec<CertEntry>,
 }
 
@@ -329,6 +330,8 @@ pub(crate) struct Verifier {
     /// Carry on after a failure (the handler decides) instead of failing the handshake.
     pub(crate) tolerate: bool,
     pub(crate) crls: Option<(CrlSet, CrlScope, UnusableCrlPolicy)>,
+    /// The configured client CAs, to leave the trust anchor out of a refused chain.
+    pub(crate) anchors: Arc<[X509]>,
     pub(crate) id: ConnectionId,
 }
 
@@ -339,7 +342,7 @@ impl Verifier {
         if !preverify_ok {
             if record.failure.is_none() {
                 let error = store.error();
-                record.failure = Some(failure(store, error.as_raw(), error.error_string()));
+                record.failure = Some(self.failure(store, error.as_raw(), error.error_string()));
             }
             return self.tolerate;
         }
@@ -395,20 +398,31 @@ impl Verifier {
         // `from_raw` expects. Setting it makes OpenSSL send the matching alert (44 for
         // revoked, 45 for an expired CRL, 51 for a bad CRL signature).
         store.set_error(unsafe { X509VerifyResult::from_raw(code) });
-        record.failure = Some(failure(store, code, &text));
+        record.failure = Some(self.failure(store, code, &text));
         self.tolerate
     }
-}
 
-fn failure(store: &X509StoreContextRef, code: i32, text: &str) -> VerifyFailure {
-    VerifyFailure {
-        code,
-        text: text.to_owned(),
-        depth: store.error_depth(),
-        chain: store
+    /// The record of a failure. OpenSSL keeps no chain for a refused client, so the chain
+    /// is the one it built: what the client presented plus, when verification got that
+    /// far, the trust anchor from the CA file, which is left out here.
+    fn failure(&self, store: &X509StoreContextRef, code: i32, text: &str) -> VerifyFailure {
+        let mut chain: Vec<&X509Ref> = store
             .chain()
-            .map(|chain| chain.iter().map(CertEntry::from_x509).collect())
-            .unwrap_or_default(),
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        if chain.len() > 1
+            && chain
+                .last()
+                .is_some_and(|last| self.anchors.iter().any(|ca| **ca == **last))
+        {
+            chain.pop();
+        }
+        VerifyFailure {
+            code,
+            text: text.to_owned(),
+            depth: store.error_depth(),
+            chain: chain.into_iter().map(CertEntry::from_x509).collect(),
+        }
     }
 }
 

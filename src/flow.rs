@@ -1,0 +1,172 @@
+//! Flow control between one connection and its handler: how many bytes wait to be
+//! written, and how many reads the handler has not finished with.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures::task::AtomicWaker;
+
+/// Reads delivered to the handler but not yet dropped by it; past this the connection
+/// stops reading from its socket until the handler catches up.
+pub(crate) const UNFINISHED_INPUTS: usize = 4;
+
+/// Write-queue thresholds of one connection, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WaterMarks {
+    pub(crate) low: usize,
+    pub(crate) high: usize,
+    pub(crate) limit: usize,
+}
+
+pub(crate) struct Flow {
+    marks: WaterMarks,
+    queued: AtomicUsize,
+    unfinished_inputs: AtomicUsize,
+    /// The connection's driver, woken when the handler finishes with an input.
+    driver: AtomicWaker,
+    /// Handler-side futures waiting for the write queue to drain.
+    drain_waiters: Mutex<Vec<Waker>>,
+}
+
+impl Flow {
+    pub(crate) fn new(marks: WaterMarks) -> Arc<Flow> {
+        Arc::new(Flow {
+            marks,
+            queued: AtomicUsize::new(0),
+            unfinished_inputs: AtomicUsize::new(0),
+            driver: AtomicWaker::new(),
+            drain_waiters: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Counts bytes put by the handler; returns the new queue length.
+    pub(crate) fn add_queued(&self, bytes: usize) -> usize {
+        self.queued
+            .fetch_add(bytes, Ordering::AcqRel)
+            .saturating_add(bytes)
+    }
+
+    /// Counts bytes written to the socket (or dropped); wakes drain waiters at the low mark.
+    pub(crate) fn remove_queued(&self, bytes: usize) {
+        let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        let now = before.saturating_sub(bytes);
+        if now <= self.marks.low && before > self.marks.low {
+            self.wake_drain_waiters();
+        }
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn marks(&self) -> WaterMarks {
+        self.marks
+    }
+
+    /// Wakes anyone waiting for a drain, e.g. because the connection ended.
+    pub(crate) fn wake_drain_waiters(&self) {
+        let waiters = std::mem::take(
+            &mut *self
+                .drain_waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn register_driver(&self, waker: &Waker) {
+        self.driver.register(waker);
+    }
+
+    pub(crate) fn wake_driver(&self) {
+        self.driver.wake();
+    }
+
+    /// Whether the handler has room for another read.
+    pub(crate) fn input_allowed(&self) -> bool {
+        self.unfinished_inputs.load(Ordering::Acquire) < UNFINISHED_INPUTS
+    }
+
+    /// Takes a credit for one input; it comes back when the returned guard is dropped.
+    pub(crate) fn input_credit(self: &Arc<Self>) -> Arc<InputCredit> {
+        self.unfinished_inputs.fetch_add(1, Ordering::AcqRel);
+        Arc::new(InputCredit {
+            flow: Arc::clone(self),
+        })
+    }
+}
+
+/// Returned to the connection when the handler drops the input it was attached to.
+pub(crate) struct InputCredit {
+    flow: Arc<Flow>,
+}
+
+impl Drop for InputCredit {
+    fn drop(&mut self) {
+        self.flow.unfinished_inputs.fetch_sub(1, Ordering::AcqRel);
+        self.flow.wake_driver();
+    }
+}
+
+/// Resolves when a connection's write queue is at or below its low-water mark, or the
+/// connection has ended. Made by [`ConnectionHandle::drained`](crate::ConnectionHandle::drained).
+#[must_use = "futures do nothing unless polled"]
+pub struct Drained {
+    flow: Arc<Flow>,
+    closed: Box<dyn Fn() -> bool + Send>,
+}
+
+impl Drained {
+    pub(crate) fn new(flow: Arc<Flow>, closed: Box<dyn Fn() -> bool + Send>) -> Self {
+        Drained { flow, closed }
+    }
+
+    fn ready(&self) -> bool {
+        self.flow.queued() <= self.flow.marks.low || (self.closed)()
+    }
+}
+
+impl Future for Drained {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.ready() {
+            return Poll::Ready(());
+        }
+        {
+            let mut waiters = self
+                .flow
+                .drain_waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+        }
+        // Checked again so that a drain between the first check and the push is not missed.
+        if self.ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl std::fmt::Debug for Drained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Drained")
+            .field("queued", &self.flow.queued())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for InputCredit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputCredit")
+    }
+}
