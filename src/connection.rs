@@ -104,7 +104,6 @@ impl<H: SslHandler> Connection<H> {
                 crls: config
                     .crls()
                     .map(|crls| (crls.clone(), config.crl_scope(), config.unusable_crl())),
-                anchors: config.client_cas(),
                 id,
             };
             ssl.set_verify_callback(mode, move |ok, store| verifier.observe(ok, store));

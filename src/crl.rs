@@ -121,8 +121,13 @@ pub enum CrlUnusable {
         /// The CRL file.
         path: PathBuf,
     },
-    /// The report holds no chain to check (no certificate, or no issuer certificate).
+    /// The report holds no chain to check (no certificate was presented).
     NoChain,
+    /// The chain lacks the certificate of this issuer, whose key must check its CRL.
+    NoIssuerCertificate {
+        /// The issuer, one-line form.
+        issuer: String,
+    },
 }
 
 /// The answer of a CRL check.
@@ -232,25 +237,47 @@ impl CrlSet {
 
     /// Checks a chain (client's certificate first, each followed by its issuer).
     pub fn check_chain(&self, chain: &[&X509Ref], scope: CrlScope) -> CrlVerdict {
-        let (loaded, _) = match self.current() {
-            Ok(current) => current,
-            Err(unusable) => return CrlVerdict::Unusable(unusable),
+        self.check_chain_at(chain, scope).1
+    }
+
+    /// Like [`check_chain`](Self::check_chain), also giving the chain depth the verdict is
+    /// about (0 when every checked certificate is good).
+    pub(crate) fn check_chain_at(
+        &self,
+        chain: &[&X509Ref],
+        scope: CrlScope,
+    ) -> (usize, CrlVerdict) {
+        let loaded = match self.current() {
+            Ok((loaded, _)) => loaded,
+            Err(unusable) => return (0, CrlVerdict::Unusable(unusable)),
         };
-        if chain.len() < 2 {
-            return CrlVerdict::Unusable(CrlUnusable::NoChain);
-        }
+        let Some(leaf) = chain.first() else {
+            return (0, CrlVerdict::Unusable(CrlUnusable::NoChain));
+        };
         let checked = match scope {
             CrlScope::Leaf => 1,
-            // The last certificate is the trust anchor, which has no issuer above it.
-            CrlScope::Chain => chain.len() - 1,
+            // Every certificate up to, not including, a self-issued trust anchor.
+            CrlScope::Chain => chain
+                .iter()
+                .take_while(|cert| !self_issued(cert))
+                .count()
+                .max(1),
         };
         for depth in 0..checked {
-            let verdict = loaded.check_one(chain[depth], chain[depth + 1], depth);
+            let cert = if depth == 0 { leaf } else { &chain[depth] };
+            let Some(issuer) = chain.get(depth + 1) else {
+                let issuer = one_line(cert.issuer_name());
+                return (
+                    depth,
+                    CrlVerdict::Unusable(CrlUnusable::NoIssuerCertificate { issuer }),
+                );
+            };
+            let verdict = loaded.check_one(cert, issuer, depth);
             if verdict != CrlVerdict::Good {
-                return verdict;
+                return (depth, verdict);
             }
         }
-        CrlVerdict::Good
+        (0, CrlVerdict::Good)
     }
 
     /// A number that changes whenever the loaded CRLs change (including to unusable).
@@ -430,6 +457,9 @@ impl fmt::Display for CrlUnusable {
                 write!(f, "CRL of {issuer} in {} is not valid yet", path.display())
             }
             CrlUnusable::NoChain => f.write_str("no certificate chain to check"),
+            CrlUnusable::NoIssuerCertificate { issuer } => {
+                write!(f, "the certificate of issuer {issuer} is not in the chain")
+            }
         }
     }
 }
@@ -450,6 +480,11 @@ impl fmt::Display for CrlVerdict {
             CrlVerdict::Unusable(why) => write!(f, "CRL unusable: {why}"),
         }
     }
+}
+
+/// Whether a certificate names itself as issuer and is signed by its own key.
+fn self_issued(cert: &X509Ref) -> bool {
+    cert.issued(cert) == openssl::x509::X509VerifyResult::OK
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {

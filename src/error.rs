@@ -64,6 +64,12 @@ pub enum ConfigError {
         /// OpenSSL's errors.
         source: ErrorStack,
     },
+    /// The private key file is encrypted; keys must be stored unencrypted (decrypt with
+    /// `openssl pkey -in KEY -out PLAIN`), since a server cannot stop to ask for a password.
+    EncryptedKey {
+        /// The key file.
+        path: PathBuf,
+    },
     /// The private key does not belong to the certificate.
     KeyMismatch {
         /// The certificate file.
@@ -106,6 +112,11 @@ impl fmt::Display for ConfigError {
                     openssl_reason(source)
                 )
             }
+            ConfigError::EncryptedKey { path } => write!(
+                f,
+                "private key file {} is encrypted; store the key unencrypted",
+                path.display()
+            ),
             ConfigError::KeyMismatch { certificate, key } => write!(
                 f,
                 "private key {} does not match certificate {}",

@@ -356,7 +356,6 @@ impl Options {
 
         Ok(TlsConfig {
             inner: Arc::new(Inner {
-                anchors: parts.client_cas.clone().into(),
                 parts,
                 current: Mutex::new((generation, context)),
                 crls,
@@ -384,7 +383,6 @@ pub struct TlsConfig {
 
 struct Inner {
     parts: Parts,
-    anchors: Arc<[X509]>,
     current: Mutex<(u64, SslContext)>,
     crls: Option<CrlSet>,
     crl_scope: CrlScope,
@@ -453,10 +451,6 @@ impl TlsConfig {
 
     pub(crate) fn water_marks(&self) -> WaterMarks {
         self.inner.limits.water_marks
-    }
-
-    pub(crate) fn client_cas(&self) -> Arc<[X509]> {
-        Arc::clone(&self.inner.anchors)
     }
 
     /// The CRLs checked in the handshake, if any.
@@ -650,7 +644,13 @@ fn read_private_key(path: &Path) -> Result<PKey<Private>, ConfigError> {
             path: path.to_path_buf(),
         });
     }
-    PKey::private_key_from_pem(&pem).map_err(|source| ConfigError::Parse {
+    if contains(&pem, b"ENCRYPTED") {
+        return Err(ConfigError::EncryptedKey {
+            path: path.to_path_buf(),
+        });
+    }
+    // The callback refuses to give a pass phrase, so OpenSSL never prompts on a terminal.
+    PKey::private_key_from_pem_callback(&pem, |_| Ok(0)).map_err(|source| ConfigError::Parse {
         role,
         path: path.to_path_buf(),
         source,

@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::hash::MessageDigest;
 use openssl::ssl::SslRef;
+use openssl::stack::StackRef;
 use openssl::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyResult, X509};
 
+use foreign_types::ForeignTypeRef;
 use log::{debug, warn};
 
 use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, UnusableCrlPolicy};
@@ -307,8 +309,7 @@ pub(crate) struct VerifyFailure {
     pub(crate) code: i32,
     pub(crate) text: String,
     pub(crate) depth: u32,
-    /// The chain as far as OpenSSL had built it, the client's certificate first, without
-    /// the trust anchor.
+    /// The chain as the client presented it, its own certificate first.
     pub(crate) chain: Vec<CertEntry>,
 }
 
@@ -330,8 +331,6 @@ pub(crate) struct Verifier {
     /// Carry on after a failure (the handler decides) instead of failing the handshake.
     pub(crate) tolerate: bool,
     pub(crate) crls: Option<(CrlSet, CrlScope, UnusableCrlPolicy)>,
-    /// The configured client CAs, to leave the trust anchor out of a refused chain.
-    pub(crate) anchors: Arc<[X509]>,
     pub(crate) id: ConnectionId,
 }
 
@@ -360,7 +359,8 @@ impl Verifier {
             None => Vec::new(),
         };
         let refs: Vec<&X509Ref> = chain.iter().map(|cert| &**cert).collect();
-        let (code, text) = match crls.check_chain(&refs, *scope) {
+        let (depth, verdict) = crls.check_chain_at(&refs, *scope);
+        let (code, text) = match verdict {
             CrlVerdict::Good => {
                 debug!("[{}] CRL check: not revoked", self.id);
                 return true;
@@ -398,32 +398,54 @@ impl Verifier {
         // `from_raw` expects. Setting it makes OpenSSL send the matching alert (44 for
         // revoked, 45 for an expired CRL, 51 for a bad CRL signature).
         store.set_error(unsafe { X509VerifyResult::from_raw(code) });
-        record.failure = Some(self.failure(store, code, &text));
+        let mut failure = self.failure(store, code, &text);
+        failure.depth = u32::try_from(depth).unwrap_or(u32::MAX);
+        record.failure = Some(failure);
         self.tolerate
     }
 
-    /// The record of a failure. OpenSSL keeps no chain for a refused client, so the chain
-    /// is the one it built: what the client presented plus, when verification got that
-    /// far, the trust anchor from the CA file, which is left out here.
+    /// The record of a failure, with the chain as the client presented it: OpenSSL keeps
+    /// no chain for a refused client, and the chain it built would include the trust
+    /// anchor from the CA file.
     fn failure(&self, store: &X509StoreContextRef, code: i32, text: &str) -> VerifyFailure {
-        let mut chain: Vec<&X509Ref> = store
-            .chain()
-            .map(|c| c.iter().collect())
+        let chain = presented_chain(store)
+            .or_else(|| {
+                store
+                    .chain()
+                    .map(|chain| chain.iter().map(CertEntry::from_x509).collect())
+            })
             .unwrap_or_default();
-        if chain.len() > 1
-            && chain
-                .last()
-                .is_some_and(|last| self.anchors.iter().any(|ca| **ca == **last))
-        {
-            chain.pop();
-        }
         VerifyFailure {
             code,
             text: text.to_owned(),
             depth: store.error_depth(),
-            chain: chain.into_iter().map(CertEntry::from_x509).collect(),
+            chain,
         }
     }
+}
+
+extern "C" {
+    // Part of OpenSSL's public API since 1.1.0, though the openssl crates do not bind it.
+    fn X509_STORE_CTX_get0_untrusted(
+        ctx: *mut openssl_sys::X509_STORE_CTX,
+    ) -> *mut openssl_sys::stack_st_X509;
+}
+
+/// The certificates the peer sent, in the order sent, from the store context being
+/// verified. During a TLS handshake OpenSSL verifies with the peer's whole certificate
+/// list (its own certificate first) as the untrusted set.
+fn presented_chain(store: &X509StoreContextRef) -> Option<Vec<CertEntry>> {
+    // SAFETY: `store` is a live X509_STORE_CTX for the duration of the verify callback, and
+    // get0 returns a pointer borrowed from it (or null), which is only read here, before
+    // the callback returns, through a reference that cannot outlive `store`.
+    let untrusted = unsafe {
+        let ptr = X509_STORE_CTX_get0_untrusted(store.as_ptr());
+        if ptr.is_null() {
+            return None;
+        }
+        StackRef::<X509>::from_ptr(ptr)
+    };
+    Some(untrusted.iter().map(CertEntry::from_x509).collect())
 }
 
 pub(crate) fn problem_of(code: i32) -> CertProblem {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod crl;
+
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,7 +23,9 @@ use sslify::{
 
 /// Path of a file in the test PKI.
 pub fn cert(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
 }
 
 /// Server options with the EC server certificate and the test root as client CA.
@@ -32,9 +36,19 @@ pub fn options() -> Options {
 /// One event as the handler saw it.
 #[derive(Debug, Clone)]
 pub enum Event {
-    SslDone { report: ClientCertReport, protocol: String, resumed: bool },
-    Input { data: Vec<u8>, tls: bool },
-    CertRejected { problem: CertProblem, report: ClientCertReport },
+    SslDone {
+        report: ClientCertReport,
+        protocol: String,
+        resumed: bool,
+    },
+    Input {
+        data: Vec<u8>,
+        tls: bool,
+    },
+    CertRejected {
+        problem: CertProblem,
+        report: ClientCertReport,
+    },
     Disconnect(DisconnectReason),
 }
 
@@ -49,10 +63,13 @@ pub enum Reply {
     Bulk { bytes: usize },
 }
 
+/// The events by connection id, and the condition variable that signals a new one.
+type JournalState = (Mutex<BTreeMap<u64, Vec<Event>>>, Condvar);
+
 /// Events per connection, in the order the handler received them.
 #[derive(Clone, Default)]
 pub struct Journal {
-    inner: Arc<(Mutex<BTreeMap<u64, Vec<Event>>>, Condvar)>,
+    inner: Arc<JournalState>,
 }
 
 impl Journal {
@@ -81,7 +98,10 @@ impl Journal {
                 return map.clone();
             }
             let now = Instant::now();
-            assert!(now < deadline, "only {ended} of {count} connections ended: {map:#?}");
+            assert!(
+                now < deadline,
+                "only {ended} of {count} connections ended: {map:#?}"
+            );
             map = cvar.wait_timeout(map, deadline - now).unwrap().0;
         }
     }
@@ -146,7 +166,13 @@ impl Handler<SslDone> for Recorder {
 impl Handler<ClientInput> for Recorder {
     type Result = ();
     fn handle(&mut self, input: ClientInput, _: &mut Context<Self>) {
-        self.journal.push(input.id, Event::Input { data: input.data.to_vec(), tls: input.tls });
+        self.journal.push(
+            input.id,
+            Event::Input {
+                data: input.data.to_vec(),
+                tls: input.tls,
+            },
+        );
         if let Reply::Echo = self.reply {
             input.handle.put(input.data);
         }
@@ -158,7 +184,10 @@ impl Handler<CertRejected> for Recorder {
     fn handle(&mut self, rejected: CertRejected, _: &mut Context<Self>) {
         self.journal.push(
             rejected.id,
-            Event::CertRejected { problem: rejected.problem, report: rejected.report },
+            Event::CertRejected {
+                problem: rejected.problem,
+                report: rejected.report,
+            },
         );
     }
 }
@@ -193,15 +222,27 @@ impl TestServer {
             let system = actix::System::new();
             system.block_on(async move {
                 let config = options.build().expect("test options build");
-                let handler = Recorder { journal: recorder_journal, reply }.start();
+                let handler = Recorder {
+                    journal: recorder_journal,
+                    reply,
+                }
+                .start();
                 let listener =
                     Listener::bind("127.0.0.1:0", config, handler).expect("bind loopback");
-                tx.send((listener.local_addr(), actix::System::current())).unwrap();
+                tx.send((listener.local_addr(), actix::System::current()))
+                    .unwrap();
             });
             system.run().unwrap();
         });
-        let (addr, system) = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-        TestServer { addr, journal, system, thread: Some(thread) }
+        let (addr, system) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server started");
+        TestServer {
+            addr,
+            journal,
+            system,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -219,8 +260,12 @@ pub fn connector(client: Option<&str>, version: Option<SslVersion>) -> SslConnec
     let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
     builder.set_ca_file(cert("ca.pem")).unwrap();
     if let Some(name) = client {
-        builder.set_certificate_chain_file(cert(&format!("client-{name}.pem"))).unwrap();
-        builder.set_private_key_file(cert(&format!("client-{name}.key")), SslFiletype::PEM).unwrap();
+        builder
+            .set_certificate_chain_file(cert(&format!("client-{name}.pem")))
+            .unwrap();
+        builder
+            .set_private_key_file(cert(&format!("client-{name}.key")), SslFiletype::PEM)
+            .unwrap();
     }
     if let Some(version) = version {
         builder.set_min_proto_version(Some(version)).unwrap();
@@ -231,10 +276,7 @@ pub fn connector(client: Option<&str>, version: Option<SslVersion>) -> SslConnec
 }
 
 /// Connects and completes the client side of the handshake.
-pub fn connect(
-    addr: SocketAddr,
-    client: Option<&str>,
-) -> Result<SslStream<TcpStream>, String> {
+pub fn connect(addr: SocketAddr, client: Option<&str>) -> Result<SslStream<TcpStream>, String> {
     connect_with(&connector(client, None), addr)
 }
 
@@ -244,8 +286,11 @@ pub fn connect_with(
 ) -> Result<SslStream<TcpStream>, String> {
     let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    tcp.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-    connector.connect("localhost", tcp).map_err(|e| e.to_string())
+    tcp.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    connector
+        .connect("localhost", tcp)
+        .map_err(|e| e.to_string())
 }
 
 /// Reads until the server closes; returns the bytes and how the stream ended.
@@ -263,7 +308,10 @@ pub fn read_to_end(stream: &mut SslStream<TcpStream>) -> (Vec<u8>, Result<(), St
 
 /// OpenSSL's text for an error that came through `std::io`.
 pub fn error_text(error: &io::Error) -> String {
-    match error.get_ref().and_then(|e| e.downcast_ref::<openssl::ssl::Error>()) {
+    match error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<openssl::ssl::Error>())
+    {
         Some(ssl) => format!("{ssl} {:?}", ssl.ssl_error()),
         None => error.to_string(),
     }
