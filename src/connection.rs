@@ -1,12 +1,16 @@
-//! The `Connection` actor: one accepted socket, from the first handshake step to close.
+//! The `Connection` actor: one socket, from accept (or connect) to close.
 //!
 //! All socket work happens in one [`ActorFuture`] (the driver) that the actor spawns into
 //! its own context. Each time the socket is ready, or the handler sends a command, the
 //! driver takes as many steps as it can without blocking: a handshake step, queued writes,
 //! available reads. It then returns `Pending` and the thread serves other actors.
+//!
+//! The phases: `Plain` (STARTTLS connections before the switch), `Switching` (the
+//! handler's last plaintext is being written), `Handshaking`, `Established`, `Flushing`
+//! (closing: queued bytes, then close_notify), `Lingering` (waiting briefly for the peer's
+//! own close) and `Done`.
 
 use std::collections::VecDeque;
-use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,125 +18,234 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{self, Poll};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Running};
+use actix::{
+    Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Recipient, Running,
+};
 use bytes::Bytes;
 use log::{debug, log, trace, warn, Level};
+use openssl::error::ErrorStack;
 use openssl::ssl::{self, ErrorCode, Ssl, SslVerifyMode};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
+use crate::connector::ConnectorConfig;
 use crate::events::{
-    CertRejected, ClientInput, Command, ConnectionHandle, ConnectionId, Disconnect,
+    CertRejected, ClientInput, Command, Connected, ConnectionHandle, ConnectionId, Disconnect,
     DisconnectReason, SslDone,
 };
-use crate::flow::Flow;
+use crate::flow::{Flow, TlsState, WaterMarks};
 use crate::listener::{Counted, Shared};
 use crate::options::{ClientCertMode, TlsConfig};
 use crate::peer::{self, CertProblem, ClientCertReport, SharedRecord, Verifier, VerifyRecord};
+use crate::transport::{classify_io_error, describe_ssl_error, Direction, Socket, Transport};
 use crate::SslHandler;
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
-/// Reads taken in one turn before yielding, so that a client sending flat out cannot keep
+/// Reads taken in one turn before yielding, so that a peer sending flat out cannot keep
 /// the thread from other connections.
 const READS_PER_TURN: usize = 16;
-/// How long a closing connection waits for the client's own close before dropping the
+/// How long a closing connection waits for the peer's own close before dropping the
 /// socket. Closing with unread input would make the kernel send a reset, which can destroy
-/// the last bytes written before the client reads them.
+/// the last bytes written before the peer reads them.
 const LINGER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    Plain,
+    Switching,
     Handshaking,
     Established,
-    /// `Close` was asked for: write what is queued, then send close_notify.
     Flushing,
-    /// close_notify is sent; drain input until the client closes or `LINGER` passes.
     Lingering,
     Done,
+}
+
+/// Which end of TLS this connection is, and the settings that go with it.
+pub(crate) enum Side {
+    Server(TlsConfig),
+    Client {
+        config: ConnectorConfig,
+        server_name: String,
+    },
+}
+
+impl Side {
+    /// The TLS object for one handshake, with its own verify callback.
+    fn ssl(&self, id: ConnectionId, record: &SharedRecord) -> Result<Ssl, ErrorStack> {
+        match self {
+            Side::Server(config) => {
+                let mut ssl = Ssl::new(&config.context())?;
+                let (mode, tolerate) = match config.client_cert_mode() {
+                    ClientCertMode::None => return Ok(ssl),
+                    ClientCertMode::Required => (
+                        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+                        false,
+                    ),
+                    ClientCertMode::Optional => (SslVerifyMode::PEER, true),
+                };
+                let verifier = Verifier {
+                    record: Arc::clone(record),
+                    tolerate,
+                    crls: config
+                        .crls()
+                        .map(|crls| (crls.clone(), config.crl_scope(), config.unusable_crl())),
+                    id,
+                };
+                ssl.set_verify_callback(mode, move |ok, store| verifier.observe(ok, store));
+                Ok(ssl)
+            }
+            Side::Client {
+                config,
+                server_name,
+            } => {
+                let mut ssl = config.ssl(server_name)?;
+                if config.verifies_server() {
+                    let verifier = Verifier {
+                        record: Arc::clone(record),
+                        tolerate: false,
+                        crls: None,
+                        id,
+                    };
+                    ssl.set_verify_callback(SslVerifyMode::PEER, move |ok, store| {
+                        verifier.observe(ok, store)
+                    });
+                }
+                Ok(ssl)
+            }
+        }
+    }
+
+    fn is_server(&self) -> bool {
+        matches!(self, Side::Server(_))
+    }
+
+    /// Whether a failed handshake may be the peer certificate's fault.
+    fn judges_peer(&self) -> bool {
+        match self {
+            Side::Server(config) => config.client_cert_mode() == ClientCertMode::Required,
+            Side::Client { config, .. } => config.verifies_server(),
+        }
+    }
+
+    fn handshake_timeout(&self) -> Duration {
+        match self {
+            Side::Server(config) => config.handshake_timeout(),
+            Side::Client { config, .. } => config.handshake_timeout(),
+        }
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        match self {
+            Side::Server(config) => config.idle_timeout(),
+            Side::Client { .. } => None,
+        }
+    }
+
+    fn debug(&self) -> bool {
+        match self {
+            Side::Server(config) => config.debug(),
+            Side::Client { config, .. } => config.debug(),
+        }
+    }
+
+    fn water_marks(&self) -> WaterMarks {
+        match self {
+            Side::Server(config) => config.water_marks(),
+            Side::Client { config, .. } => config.water_marks(),
+        }
+    }
+}
+
+/// A listener's bookkeeping for one of its connections: the counts it holds.
+pub(crate) struct Seat {
+    pub(crate) shared: Arc<Shared>,
+    /// Held while a handshake runs; counts towards the handshake cap.
+    pub(crate) handshake: Option<Counted>,
+    /// Held for the connection's whole life; counts towards the connection cap (only
+    /// dropping it matters).
+    #[allow(dead_code)]
+    pub(crate) open: Counted,
 }
 
 pub(crate) struct Connection<H: SslHandler> {
     id: ConnectionId,
     peer: SocketAddr,
+    side: Side,
     handler: Addr<H>,
-    config: TlsConfig,
-    stream: SslStream<Socket>,
+    /// Where `Connected` goes, for connections that start in plaintext.
+    connected: Option<Recipient<Connected>>,
+    transport: Transport,
     record: SharedRecord,
     phase: Phase,
     handle: Option<ConnectionHandle>,
+    /// Bytes to write, in order.
     outbound: VecDeque<Bytes>,
+    /// Bytes put after `StartTls`, held until the handshake is done.
+    after_handshake: VecDeque<Bytes>,
     flow: Arc<Flow>,
     /// Why the connection is being closed once `Flushing` is done.
     closing_reason: DisconnectReason,
     last_activity: Instant,
-    shared: Arc<Shared>,
-    /// Held while the handshake runs; counts towards the listener's handshake cap.
-    handshake_slot: Option<Counted>,
-    /// Held for the connection's whole life; counts towards the connection cap.
-    _open_slot: Counted,
+    seat: Option<Seat>,
     disconnected: bool,
     step_level: Level,
 }
 
 impl<H: SslHandler> Connection<H> {
-    /// Sets up TLS for an accepted socket and starts its actor on the current arbiter.
+    /// Starts the actor for a socket on the current arbiter: in TLS straight away, or in
+    /// plaintext when `connected` says where to announce it.
     pub(crate) fn start(
         id: ConnectionId,
         tcp: TcpStream,
         peer: SocketAddr,
-        config: TlsConfig,
+        side: Side,
         handler: Addr<H>,
-        shared: Arc<Shared>,
-        slots: (Counted, Counted),
-    ) -> Result<(), openssl::error::ErrorStack> {
+        connected: Option<Recipient<Connected>>,
+        mut seat: Option<Seat>,
+    ) -> Result<(), ErrorStack> {
         let record: SharedRecord = Arc::new(Mutex::new(VerifyRecord::default()));
-        let mut ssl = Ssl::new(&config.context())?;
-        let (mode, tolerate) = match config.client_cert_mode() {
-            ClientCertMode::None => (SslVerifyMode::NONE, false),
-            ClientCertMode::Required => (
-                SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-                false,
-            ),
-            ClientCertMode::Optional => (SslVerifyMode::PEER, true),
+        let socket = Socket::new(tcp);
+        let plain = connected.is_some();
+        let (transport, phase) = if plain {
+            // A plaintext connection holds no handshake slot until it switches.
+            if let Some(seat) = &mut seat {
+                seat.handshake = None;
+            }
+            (Transport::Plain(socket), Phase::Plain)
+        } else {
+            let mut transport = Transport::Plain(socket);
+            transport.upgrade(side.ssl(id, &record)?)?;
+            (transport, Phase::Handshaking)
         };
-        if mode != SslVerifyMode::NONE {
-            let verifier = Verifier {
-                record: Arc::clone(&record),
-                tolerate,
-                crls: config
-                    .crls()
-                    .map(|crls| (crls.clone(), config.crl_scope(), config.unusable_crl())),
-                id,
-            };
-            ssl.set_verify_callback(mode, move |ok, store| verifier.observe(ok, store));
-        }
-        let stream = SslStream::new(ssl, Socket::new(tcp))?;
-        let step_level = if config.debug() {
+        let step_level = if side.debug() {
             Level::Debug
         } else {
             Level::Trace
         };
-        let flow = Flow::new(config.water_marks());
-        let (handshake_slot, open_slot) = slots;
+        let tls_state = if plain {
+            TlsState::Plain
+        } else {
+            TlsState::Tls
+        };
+        let flow = Flow::new(side.water_marks(), tls_state);
 
         Connection::create(|_| Connection {
             id,
             peer,
+            side,
             handler,
-            config,
-            stream,
+            connected,
+            transport,
             record,
-            phase: Phase::Handshaking,
+            phase,
             handle: None,
             outbound: VecDeque::new(),
+            after_handshake: VecDeque::new(),
             flow,
             closing_reason: DisconnectReason::ClosedByHandler,
             last_activity: Instant::now(),
-            shared,
-            handshake_slot: Some(handshake_slot),
-            _open_slot: open_slot,
+            seat,
             disconnected: false,
             step_level,
         });
@@ -146,8 +259,9 @@ impl<H: SslHandler> Connection<H> {
         loop {
             let step = match self.phase {
                 Phase::Handshaking => self.handshake(ctx, task),
-                Phase::Established | Phase::Flushing => self.transfer(ctx, task),
-                Phase::Lingering => self.linger(ctx, task),
+                Phase::Switching => self.switch(ctx, task),
+                Phase::Plain | Phase::Established | Phase::Flushing => self.transfer(ctx, task),
+                Phase::Lingering => self.linger(task),
                 Phase::Done => return Poll::Ready(()),
             };
             match step {
@@ -161,11 +275,28 @@ impl<H: SslHandler> Connection<H> {
         }
     }
 
+    fn handle(&mut self, ctx: &mut Context<Self>) -> ConnectionHandle {
+        self.handle
+            .get_or_insert_with(|| {
+                ConnectionHandle::new(self.id, ctx.address().recipient(), Arc::clone(&self.flow))
+            })
+            .clone()
+    }
+
     fn handshake(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Step {
-        self.stream.get_mut().blocked = None;
-        match Pin::new(&mut self.stream).poll_accept(task) {
+        let server = self.side.is_server();
+        let Some(stream) = self.transport.tls_mut() else {
+            return Step::End(DisconnectReason::Io("no TLS stream to handshake on".into()));
+        };
+        stream.get_mut().blocked = None;
+        let poll = if server {
+            Pin::new(&mut *stream).poll_accept(task)
+        } else {
+            Pin::new(&mut *stream).poll_connect(task)
+        };
+        match poll {
             Poll::Pending => {
-                let want = match self.stream.get_ref().blocked {
+                let want = match stream.get_ref().blocked {
                     Some(Direction::Write) => "want-write",
                     _ => "want-read",
                 };
@@ -181,9 +312,11 @@ impl<H: SslHandler> Connection<H> {
     }
 
     fn on_established(&mut self, ctx: &mut Context<Self>) {
-        let handle =
-            ConnectionHandle::new(self.id, ctx.address().recipient(), Arc::clone(&self.flow));
-        let ssl = self.stream.ssl();
+        let handle = self.handle(ctx);
+        let Some(stream) = self.transport.tls() else {
+            return;
+        };
+        let ssl = stream.ssl();
         let report = {
             let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
             ClientCertReport::from_ssl(ssl, &record)
@@ -205,12 +338,14 @@ impl<H: SslHandler> Connection<H> {
         debug!("[{}] established with {}: {report}", self.id, self.peer);
 
         self.phase = Phase::Established;
-        self.handshake_slot = None;
+        if let Some(seat) = &mut self.seat {
+            seat.handshake = None;
+        }
         self.last_activity = Instant::now();
-        if let Some(idle) = self.config.idle_timeout() {
+        if let Some(idle) = self.side.idle_timeout() {
             ctx.run_later(idle, move |act, ctx| act.check_idle(idle, ctx));
         }
-        self.handle = Some(handle.clone());
+        self.outbound.append(&mut self.after_handshake);
         self.handler.do_send(SslDone {
             id: self.id,
             handle,
@@ -230,14 +365,17 @@ impl<H: SslHandler> Connection<H> {
             self.id
         );
 
-        if self.config.client_cert_mode() == ClientCertMode::Required {
+        if self.side.judges_peer() {
             if let Some(problem) = self.rejected_cert(&error) {
                 let report = {
                     let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-                    ClientCertReport::from_ssl(self.stream.ssl(), &record)
+                    match self.transport.tls() {
+                        Some(stream) => ClientCertReport::from_ssl(stream.ssl(), &record),
+                        None => ClientCertReport::default(),
+                    }
                 };
                 debug!(
-                    "[{}] client certificate rejected ({problem}): {report}",
+                    "[{}] peer certificate rejected ({problem}): {report}",
                     self.id
                 );
                 self.handler.do_send(CertRejected {
@@ -257,7 +395,7 @@ impl<H: SslHandler> Connection<H> {
         }
     }
 
-    /// Whether a failed handshake was the client certificate's fault, and why.
+    /// Whether a failed handshake was the peer certificate's fault, and why.
     fn rejected_cert(&self, error: &ssl::Error) -> Option<CertProblem> {
         let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(failure) = &record.failure {
@@ -272,7 +410,36 @@ impl<H: SslHandler> Connection<H> {
         missing.then_some(CertProblem::Missing)
     }
 
-    /// Writes what is queued, then reads what is available. Used once established.
+    /// Writes the plaintext put before `StartTls`, then wraps the socket in TLS.
+    fn switch(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Step {
+        if let Err(reason) = self.flush(task) {
+            return Step::End(reason);
+        }
+        if !self.outbound.is_empty() {
+            return Step::Wait;
+        }
+        let ssl = match self.side.ssl(self.id, &self.record) {
+            Ok(ssl) => ssl,
+            Err(error) => {
+                warn!("[{}] cannot set up TLS for STARTTLS: {error}", self.id);
+                return Step::End(DisconnectReason::HandshakeFailed(error.to_string()));
+            }
+        };
+        if let Err(error) = self.transport.upgrade(ssl) {
+            return Step::End(DisconnectReason::HandshakeFailed(error.to_string()));
+        }
+        debug!("[{}] plaintext done, starting the TLS handshake", self.id);
+        if let Some(seat) = &mut self.seat {
+            seat.handshake = Some(Counted::handshake(&seat.shared));
+        }
+        self.flow.set_tls_state(TlsState::Tls);
+        self.phase = Phase::Handshaking;
+        self.arm_handshake_deadline(ctx);
+        Step::Again
+    }
+
+    /// Writes what is queued, then reads what is available. Used in plaintext and once
+    /// established.
     fn transfer(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Step {
         if let Err(reason) = self.flush(task) {
             return Step::End(reason);
@@ -282,21 +449,18 @@ impl<H: SslHandler> Connection<H> {
             if !self.outbound.is_empty() {
                 return Step::Wait;
             }
-            return match Pin::new(&mut self.stream).poll_shutdown(task) {
+            return match self.transport.poll_shutdown(task) {
                 Poll::Pending => Step::Wait,
                 Poll::Ready(result) => {
                     if let Err(error) = result {
-                        debug!("[{}] close_notify not sent: {error}", self.id);
+                        debug!("[{}] close not sent: {error}", self.id);
                         return Step::End(self.closing_reason.clone());
                     }
                     if self.closing_reason == DisconnectReason::PeerClosed {
                         // The peer has closed already; nothing more will come.
                         return Step::End(DisconnectReason::PeerClosed);
                     }
-                    trace!(
-                        "[{}] close_notify sent, waiting for the peer to close",
-                        self.id
-                    );
+                    trace!("[{}] close sent, waiting for the peer to close", self.id);
                     self.phase = Phase::Lingering;
                     ctx.run_later(LINGER, |act, ctx| {
                         if act.phase == Phase::Lingering {
@@ -308,21 +472,33 @@ impl<H: SslHandler> Connection<H> {
             };
         }
 
+        let tls = self.phase == Phase::Established;
+        // Plaintext is read one input at a time, so that nothing past a STARTTLS command
+        // is ever read as plaintext.
+        let allowed = if tls {
+            crate::flow::UNFINISHED_INPUTS
+        } else {
+            1
+        };
         let mut buf = [0u8; READ_CHUNK];
         for _ in 0..READS_PER_TURN {
-            if !self.flow.input_allowed() {
+            if !self.flow.input_allowed(allowed) {
                 // The handler is behind; the credit it returns wakes this driver.
                 trace!("[{}] reading paused until the handler catches up", self.id);
                 return Step::Wait;
             }
             let mut read_buf = ReadBuf::new(&mut buf);
-            match Pin::new(&mut self.stream).poll_read(task, &mut read_buf) {
+            match self.transport.poll_read(task, &mut read_buf) {
                 Poll::Pending => return Step::Wait,
                 Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
-                    if self.stream.get_ref().eof {
+                    let eof = self.transport.socket().is_some_and(|socket| socket.eof);
+                    if tls && eof {
                         return Step::End(DisconnectReason::PeerTruncated);
                     }
-                    // The client sent close_notify: answer with ours after what is queued.
+                    if !tls {
+                        return Step::End(DisconnectReason::PeerClosed);
+                    }
+                    // The peer sent close_notify: answer with ours after what is queued.
                     debug!("[{}] peer sent close_notify", self.id);
                     self.begin_close(DisconnectReason::PeerClosed);
                     return Step::Again;
@@ -331,19 +507,18 @@ impl<H: SslHandler> Connection<H> {
                     let data = Bytes::copy_from_slice(read_buf.filled());
                     trace!("[{}] read {} bytes", self.id, data.len());
                     self.last_activity = Instant::now();
-                    if let Some(handle) = &self.handle {
-                        self.handler.do_send(ClientInput {
-                            id: self.id,
-                            handle: handle.clone(),
-                            data,
-                            tls: true,
-                            credit: self.flow.input_credit(),
-                        });
-                    }
+                    let handle = self.handle(ctx);
+                    self.handler.do_send(ClientInput {
+                        id: self.id,
+                        handle,
+                        data,
+                        tls,
+                        credit: self.flow.input_credit(),
+                    });
                 }
                 Poll::Ready(Err(error)) => return Step::End(classify_io_error(&error)),
             }
-            if self.phase != Phase::Established {
+            if self.phase != Phase::Established && self.phase != Phase::Plain {
                 return Step::Again;
             }
         }
@@ -355,7 +530,7 @@ impl<H: SslHandler> Connection<H> {
     /// Writes queued bytes until the queue is empty or the socket is full.
     fn flush(&mut self, task: &mut task::Context<'_>) -> Result<(), DisconnectReason> {
         while let Some(front) = self.outbound.front_mut() {
-            match Pin::new(&mut self.stream).poll_write(task, front) {
+            match self.transport.poll_write(task, front) {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(0)) => {
                     return Err(DisconnectReason::Io("socket accepted no bytes".into()));
@@ -376,13 +551,12 @@ impl<H: SslHandler> Connection<H> {
         Ok(())
     }
 
-    /// After close_notify: discard input until the peer closes.
-    fn linger(&mut self, _ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Step {
+    /// After our close: discard input until the peer closes.
+    fn linger(&mut self, task: &mut task::Context<'_>) -> Step {
         let mut buf = [0u8; READ_CHUNK];
         loop {
             let mut read_buf = ReadBuf::new(&mut buf);
-            let socket = Pin::new(self.stream.get_mut());
-            match socket.poll_read(task, &mut read_buf) {
+            match self.transport.poll_read_raw(task, &mut read_buf) {
                 Poll::Pending => return Step::Wait,
                 Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
                     return Step::End(self.closing_reason.clone());
@@ -408,6 +582,19 @@ impl<H: SslHandler> Connection<H> {
         self.flow.wake_driver();
     }
 
+    fn arm_handshake_deadline(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.side.handshake_timeout(), |act, ctx| {
+            if act.phase == Phase::Handshaking {
+                log!(
+                    act.step_level,
+                    "[{}] handshake step: deadline passed",
+                    act.id
+                );
+                act.finish(DisconnectReason::HandshakeTimedOut, ctx);
+            }
+        });
+    }
+
     /// Closes the connection if nothing moved for the idle timeout; otherwise looks again
     /// when the timeout would next expire.
     fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
@@ -428,8 +615,14 @@ impl<H: SslHandler> Connection<H> {
             return;
         }
         // Bytes still queued will never be written; release them and their waiters.
-        let unsent: usize = self.outbound.drain(..).map(|chunk| chunk.len()).sum();
+        let unsent: usize = self
+            .outbound
+            .drain(..)
+            .chain(self.after_handshake.drain(..))
+            .map(|chunk| chunk.len())
+            .sum();
         self.flow.remove_queued(unsent);
+        self.flow.set_tls_state(TlsState::Ended);
         self.flow.wake_drain_waiters();
         debug!("[{}] disconnected: {reason}", self.id);
         self.handler.do_send(Disconnect {
@@ -438,25 +631,56 @@ impl<H: SslHandler> Connection<H> {
             reason,
         });
     }
+
+    fn start_tls(&mut self, discarded: usize) {
+        if self.phase != Phase::Plain {
+            debug!("[{}] STARTTLS ignored in phase {:?}", self.id, self.phase);
+            return;
+        }
+        if discarded > 0 {
+            warn!(
+                "[{}] discarded {discarded} bytes of plaintext that followed the STARTTLS \
+                 command; they are never delivered",
+                self.id
+            );
+        }
+        debug!(
+            "[{}] STARTTLS: writing the last plaintext, then the handshake",
+            self.id
+        );
+        self.phase = Phase::Switching;
+        self.flow.wake_driver();
+    }
 }
 
 impl<H: SslHandler> Actor for Connection<H> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        debug!("[{}] accepted from {}", self.id, self.peer);
-        self.shared.register(self.id, ctx.address().recipient());
+        debug!(
+            "[{}] {} {}",
+            self.id,
+            if self.side.is_server() {
+                "accepted from"
+            } else {
+                "connected to"
+            },
+            self.peer
+        );
+        if let Some(seat) = &self.seat {
+            seat.shared.register(self.id, ctx.address().recipient());
+        }
         ctx.spawn(Driver);
-        ctx.run_later(self.config.handshake_timeout(), |act, ctx| {
-            if act.phase == Phase::Handshaking {
-                log!(
-                    act.step_level,
-                    "[{}] handshake step: deadline passed",
-                    act.id
-                );
-                act.finish(DisconnectReason::HandshakeTimedOut, ctx);
-            }
-        });
+        if self.phase == Phase::Handshaking {
+            self.arm_handshake_deadline(ctx);
+        } else if let Some(connected) = self.connected.clone() {
+            let handle = self.handle(ctx);
+            connected.do_send(Connected {
+                id: self.id,
+                handle,
+                peer: self.peer,
+            });
+        }
     }
 
     fn stopping(&mut self, _ctx: &mut Context<Self>) -> Running {
@@ -466,7 +690,9 @@ impl<H: SslHandler> Actor for Connection<H> {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         // Reached without `finish` only when the actor system itself is stopping.
         self.notify_disconnect(DisconnectReason::Shutdown);
-        self.shared.deregister(self.id);
+        if let Some(seat) = &self.seat {
+            seat.shared.deregister(self.id);
+        }
     }
 }
 
@@ -475,7 +701,7 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
 
     fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
         match (command, self.phase) {
-            (Command::Put(data), Phase::Established) => {
+            (Command::Put(data), Phase::Plain | Phase::Established) => {
                 let limit = self.flow.marks().limit;
                 if self.flow.queued() > limit {
                     self.flow.remove_queued(data.len());
@@ -489,6 +715,9 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
                     self.flow.wake_driver();
                 }
             }
+            (Command::Put(data), Phase::Switching | Phase::Handshaking) => {
+                self.after_handshake.push_back(data);
+            }
             (Command::Put(data), phase) => {
                 self.flow.remove_queued(data.len());
                 debug!(
@@ -497,16 +726,20 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
                     data.len()
                 );
             }
-            (Command::Close, Phase::Established) => {
+            (Command::StartTls { discarded }, _) => self.start_tls(discarded),
+            (Command::Close, Phase::Plain | Phase::Established) => {
                 debug!("[{}] close requested by handler", self.id);
                 self.begin_close(DisconnectReason::ClosedByHandler);
             }
+            (Command::Close, Phase::Switching | Phase::Handshaking) => {
+                self.finish(DisconnectReason::ClosedByHandler, ctx);
+            }
             (Command::Close, _) => {}
-            (Command::Shutdown, Phase::Established) => {
+            (Command::Shutdown, Phase::Plain | Phase::Established) => {
                 debug!("[{}] closing for shutdown", self.id);
                 self.begin_close(DisconnectReason::Shutdown);
             }
-            (Command::Shutdown, Phase::Handshaking) => {
+            (Command::Shutdown, Phase::Switching | Phase::Handshaking) => {
                 self.finish(DisconnectReason::Shutdown, ctx);
             }
             (Command::Shutdown, _) => {}
@@ -536,116 +769,5 @@ impl<H: SslHandler> ActorFuture<Connection<H>> for Driver {
         task: &mut task::Context<'_>,
     ) -> Poll<()> {
         act.drive(ctx, task)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Read,
-    Write,
-}
-
-/// The TCP socket under TLS, remembering which way it last had to wait so that handshake
-/// steps can be logged as want-read or want-write.
-struct Socket {
-    tcp: TcpStream,
-    blocked: Option<Direction>,
-    /// The peer closed its side of the TCP connection. OpenSSL reports a clean
-    /// close_notify and a bare TCP close the same way through this adapter, so this
-    /// tells them apart: a close_notify is read without reaching the end of the stream.
-    eof: bool,
-}
-
-impl Socket {
-    fn new(tcp: TcpStream) -> Self {
-        Socket {
-            tcp,
-            blocked: None,
-            eof: false,
-        }
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        match &poll {
-            Poll::Pending => this.blocked = Some(Direction::Read),
-            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
-                this.eof = true;
-            }
-            Poll::Ready(_) => {}
-        }
-        poll
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut task::Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        if poll.is_pending() {
-            this.blocked = Some(Direction::Write);
-        }
-        poll
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
-/// OpenSSL's reasons for an error, or the I/O error beneath it.
-fn describe_ssl_error(error: &ssl::Error) -> String {
-    if let Some(stack) = error.ssl_error() {
-        return crate::error::openssl_reason(stack);
-    }
-    if let Some(io_error) = error.io_error() {
-        return io_error.to_string();
-    }
-    match error.code() {
-        ErrorCode::SYSCALL => "peer closed the connection".to_owned(),
-        ErrorCode::ZERO_RETURN => "peer sent close_notify".to_owned(),
-        code => format!("OpenSSL error code {}", code.as_raw()),
-    }
-}
-
-/// Sorts an error from reading or writing an established connection into a reason.
-fn classify_io_error(error: &io::Error) -> DisconnectReason {
-    match error.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
-            return DisconnectReason::PeerReset;
-        }
-        io::ErrorKind::BrokenPipe => return DisconnectReason::PeerReset,
-        io::ErrorKind::UnexpectedEof => return DisconnectReason::PeerTruncated,
-        _ => {}
-    }
-    let Some(ssl_error) = error.get_ref().and_then(|e| e.downcast_ref::<ssl::Error>()) else {
-        return DisconnectReason::Io(error.to_string());
-    };
-    if let Some(io_error) = ssl_error.io_error() {
-        return classify_io_error(io_error);
-    }
-    let reason = describe_ssl_error(ssl_error);
-    if reason.contains("unexpected eof") {
-        DisconnectReason::PeerTruncated
-    } else if reason.contains("alert") {
-        DisconnectReason::PeerAlert(reason)
-    } else {
-        DisconnectReason::Protocol(reason)
     }
 }

@@ -212,3 +212,45 @@ pub(crate) fn openssl_reason(stack: &ErrorStack) -> String {
         reasons.join("; ")
     }
 }
+
+/// Why a [`Connector`](crate::Connector) could not connect.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The TCP connection failed (refused, unreachable, …).
+    Connect {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// TLS could not be set up for the connection.
+    Tls {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Connect { addr, source } => {
+                write!(f, "cannot connect to {addr}: {source}")
+            }
+            ConnectError::Tls { addr, source } => {
+                write!(f, "cannot set up TLS to {addr}: {}", openssl_reason(source))
+            }
+        }
+    }
+}
+
+impl StdError for ConnectError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ConnectError::Connect { source, .. } => Some(source),
+            ConnectError::Tls { source, .. } => Some(source),
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Message, Recipient};
 use bytes::Bytes;
 
-use crate::flow::{Drained, Flow, InputCredit};
+use crate::flow::{Drained, Flow, InputCredit, TlsState};
 use crate::peer::{CertProblem, ClientCertReport};
 
 /// A connection's number, unique within its listener and counted from 1.
@@ -28,6 +28,11 @@ impl fmt::Display for ConnectionId {
 pub(crate) enum Command {
     Put(Bytes),
     Close,
+    /// Switch a plaintext connection to TLS once what was put is written; `discarded`
+    /// bytes of the handler's input followed the command and were dropped.
+    StartTls {
+        discarded: usize,
+    },
     /// The listener is shutting down and the grace period is over.
     Shutdown,
 }
@@ -86,6 +91,34 @@ impl ConnectionHandle {
             queued,
             full: queued >= self.flow.marks().high,
         }
+    }
+
+    /// Switches a plaintext connection to TLS: what was put before is written first, in
+    /// plaintext and whole; then the handshake starts, with the listener's (or connector's)
+    /// settings. Bytes put after this call are sent once the handshake is done.
+    ///
+    /// The connection reads plaintext one input at a time and reads nothing more while
+    /// the handler holds the input that carried the command, so no byte the client sent
+    /// after it is ever delivered: what arrives later is read by the TLS handshake (and a
+    /// plaintext command there fails it). Bytes after the command *within* that input are
+    /// the handler's to drop; [`ClientInput::start_tls`] does that and logs it.
+    ///
+    /// # Errors
+    ///
+    /// [`StartTlsError`] when the connection did not start in plaintext, is already TLS,
+    /// has asked for the switch already, or has ended; the connection stays as it was.
+    pub fn start_tls(&self) -> Result<(), StartTlsError> {
+        self.request_tls(0)
+    }
+
+    fn request_tls(&self, discarded: usize) -> Result<(), StartTlsError> {
+        self.flow.request_tls().map_err(|state| match state {
+            TlsState::Requested => StartTlsError::AlreadyRequested,
+            TlsState::Tls => StartTlsError::AlreadyTls,
+            _ => StartTlsError::Ended,
+        })?;
+        self.commands.do_send(Command::StartTls { discarded });
+        Ok(())
     }
 
     /// Bytes put but not yet written to the socket.
@@ -175,6 +208,65 @@ pub struct ClientInput {
 impl Message for ClientInput {
     type Result = ();
 }
+
+impl ClientInput {
+    /// Switches to TLS after a STARTTLS-style command that ends at byte `command_end` of
+    /// this input; any bytes after it are discarded (and logged at warn with their count),
+    /// never delivered. See [`ConnectionHandle::start_tls`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`ConnectionHandle::start_tls`].
+    pub fn start_tls(&self, command_end: usize) -> Result<(), StartTlsError> {
+        let discarded = self.data.len().saturating_sub(command_end);
+        self.handle.request_tls(discarded)
+    }
+}
+
+/// A connection that starts in plaintext is open (STARTTLS listeners and
+/// [`Connector::connect_plain`](crate::Connector::connect_plain)).
+///
+/// The first event of such a connection; the handler typically puts its greeting.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Connected {
+    /// The connection's id.
+    pub id: ConnectionId,
+    /// Commands for this connection.
+    pub handle: ConnectionHandle,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+impl Message for Connected {
+    type Result = ();
+}
+
+/// Why [`ConnectionHandle::start_tls`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartTlsError {
+    /// The connection is TLS already (it started in TLS, or has switched).
+    AlreadyTls,
+    /// The switch was asked for already.
+    AlreadyRequested,
+    /// The connection has ended.
+    Ended,
+}
+
+impl fmt::Display for StartTlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StartTlsError::AlreadyTls => {
+                "connection is already TLS (STARTTLS needs a listener that starts in plaintext)"
+            }
+            StartTlsError::AlreadyRequested => "STARTTLS was already requested",
+            StartTlsError::Ended => "connection has ended",
+        })
+    }
+}
+
+impl std::error::Error for StartTlsError {}
 
 /// The client certificate was refused during the handshake
 /// ([`Required`](crate::ClientCertMode::Required) mode). [`Disconnect`] follows.

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -21,8 +21,23 @@ pub(crate) struct WaterMarks {
     pub(crate) limit: usize,
 }
 
+/// Where a connection stands with TLS, as far as `start_tls` is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum TlsState {
+    /// Plaintext; a STARTTLS switch may be asked for.
+    Plain = 0,
+    /// The switch was asked for.
+    Requested = 1,
+    /// TLS from the start, or switched.
+    Tls = 2,
+    /// The connection is over.
+    Ended = 3,
+}
+
 pub(crate) struct Flow {
     marks: WaterMarks,
+    tls_state: AtomicU8,
     queued: AtomicUsize,
     unfinished_inputs: AtomicUsize,
     /// The connection's driver, woken when the handler finishes with an input.
@@ -32,9 +47,10 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
-    pub(crate) fn new(marks: WaterMarks) -> Arc<Flow> {
+    pub(crate) fn new(marks: WaterMarks, tls_state: TlsState) -> Arc<Flow> {
         Arc::new(Flow {
             marks,
+            tls_state: AtomicU8::new(tls_state as u8),
             queued: AtomicUsize::new(0),
             unfinished_inputs: AtomicUsize::new(0),
             driver: AtomicWaker::new(),
@@ -87,9 +103,31 @@ impl Flow {
         self.driver.wake();
     }
 
-    /// Whether the handler has room for another read.
-    pub(crate) fn input_allowed(&self) -> bool {
-        self.unfinished_inputs.load(Ordering::Acquire) < UNFINISHED_INPUTS
+    /// Whether the handler has room for another read, holding at most `limit` at once.
+    pub(crate) fn input_allowed(&self, limit: usize) -> bool {
+        self.unfinished_inputs.load(Ordering::Acquire) < limit
+    }
+
+    pub(crate) fn set_tls_state(&self, state: TlsState) {
+        self.tls_state.store(state as u8, Ordering::Release);
+    }
+
+    /// Claims the one STARTTLS switch of a plaintext connection.
+    pub(crate) fn request_tls(&self) -> Result<(), TlsState> {
+        self.tls_state
+            .compare_exchange(
+                TlsState::Plain as u8,
+                TlsState::Requested as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(|_| ())
+            .map_err(|state| match state {
+                0 => TlsState::Plain,
+                1 => TlsState::Requested,
+                2 => TlsState::Tls,
+                _ => TlsState::Ended,
+            })
     }
 
     /// Takes a credit for one input; it comes back when the returned guard is dropped.

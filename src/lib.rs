@@ -92,6 +92,7 @@
 #![warn(missing_docs)]
 
 mod connection;
+mod connector;
 mod crl;
 mod error;
 mod events;
@@ -100,12 +101,14 @@ mod hexdump;
 mod listener;
 mod options;
 mod peer;
+mod transport;
 
+pub use crate::connector::{Connector, ConnectorConfig, ConnectorOptions};
 pub use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, Revocation, UnusableCrlPolicy};
-pub use crate::error::{ConfigError, FileRole, ListenerError};
+pub use crate::error::{ConfigError, ConnectError, FileRole, ListenerError};
 pub use crate::events::{
-    CertRejected, ClientInput, ConnectionHandle, ConnectionId, Disconnect, DisconnectReason,
-    PutStatus, SslDone, SslHandler,
+    CertRejected, ClientInput, Connected, ConnectionHandle, ConnectionId, Disconnect,
+    DisconnectReason, PutStatus, SslDone, SslHandler, StartTlsError,
 };
 pub use crate::flow::Drained;
 pub use crate::hexdump::hexdump;

@@ -20,9 +20,9 @@ use log::{debug, error, info, warn};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, Sleep};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Seat, Side};
 use crate::error::ListenerError;
-use crate::events::{Command, ConnectionId};
+use crate::events::{Command, Connected, ConnectionId};
 use crate::options::TlsConfig;
 use crate::SslHandler;
 
@@ -42,6 +42,8 @@ pub struct Listener<H: SslHandler> {
     local_addr: SocketAddr,
     config: TlsConfig,
     handler: Addr<H>,
+    /// Set for listeners whose connections start in plaintext.
+    connected: Option<Recipient<Connected>>,
     shared: Arc<Shared>,
     workers: Vec<Arbiter>,
     next_worker: usize,
@@ -66,6 +68,48 @@ impl<H: SslHandler> Listener<H> {
         addr: A,
         config: TlsConfig,
         handler: Addr<H>,
+    ) -> Result<ListenerHandle<H>, ListenerError>
+    where
+        A: ToSocketAddrs + fmt::Display,
+    {
+        Self::bind_with(addr, config, handler, None)
+    }
+
+    /// Like [`bind`](Self::bind), but connections start in plaintext, for protocols that
+    /// upgrade with a STARTTLS-style command (FTP `AUTH TLS`, SMTP `STARTTLS`, …).
+    ///
+    /// Each connection's first event is [`Connected`]; [`ClientInput`](crate::ClientInput)
+    /// then carries plaintext (`tls == false`) until the handler calls
+    /// [`ConnectionHandle::start_tls`](crate::ConnectionHandle::start_tls); from
+    /// [`SslDone`](crate::SslDone) on, everything is as on a listener that starts in TLS,
+    /// with the same client-certificate modes and CRL checks. The handshake deadline runs
+    /// from the switch.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Self::bind).
+    ///
+    /// # Panics
+    ///
+    /// When called outside a running actix system.
+    pub fn bind_starttls<A>(
+        addr: A,
+        config: TlsConfig,
+        handler: Addr<H>,
+    ) -> Result<ListenerHandle<H>, ListenerError>
+    where
+        A: ToSocketAddrs + fmt::Display,
+        H: Handler<Connected>,
+    {
+        let connected = handler.clone().recipient();
+        Self::bind_with(addr, config, handler, Some(connected))
+    }
+
+    fn bind_with<A>(
+        addr: A,
+        config: TlsConfig,
+        handler: Addr<H>,
+        connected: Option<Recipient<Connected>>,
     ) -> Result<ListenerHandle<H>, ListenerError>
     where
         A: ToSocketAddrs + fmt::Display,
@@ -108,6 +152,7 @@ impl<H: SslHandler> Listener<H> {
             local_addr,
             config,
             handler,
+            connected,
             shared: Arc::clone(&shared),
             workers,
             next_worker: 0,
@@ -169,16 +214,22 @@ impl<H: SslHandler> Listener<H> {
         }
         // Counted here, before the connection starts, so the caps hold even while sockets
         // are on their way to a worker.
-        let slots = (
-            Counted::new(&self.shared, Slot::Handshake),
-            Counted::new(&self.shared, Slot::Open),
-        );
-        let config = self.config.clone();
-        let handler = self.handler.clone();
-        let shared = Arc::clone(&self.shared);
+        let seat = Seat {
+            shared: Arc::clone(&self.shared),
+            handshake: Some(Counted::handshake(&self.shared)),
+            open: Counted::open(&self.shared),
+        };
+        let start = Start {
+            id,
+            peer,
+            config: self.config.clone(),
+            handler: self.handler.clone(),
+            connected: self.connected.clone(),
+            seat,
+        };
 
         if self.workers.is_empty() {
-            start_here(id, tcp, peer, config, handler, shared, slots);
+            start.run(tcp);
             return;
         }
         // A socket belongs to the reactor of the thread that registered it; hand the
@@ -193,7 +244,7 @@ impl<H: SslHandler> Listener<H> {
         let worker = &self.workers[self.next_worker % self.workers.len()];
         self.next_worker = self.next_worker.wrapping_add(1);
         let sent = worker.spawn_fn(move || match TcpStream::from_std(std_tcp) {
-            Ok(tcp) => start_here(id, tcp, peer, config, handler, shared, slots),
+            Ok(tcp) => start.run(tcp),
             Err(error) => error!("[{id}] cannot register socket from {peer}: {error}"),
         });
         if !sent {
@@ -202,17 +253,30 @@ impl<H: SslHandler> Listener<H> {
     }
 }
 
-fn start_here<H: SslHandler>(
+/// Everything a new connection needs, sendable to a worker thread.
+struct Start<H: SslHandler> {
     id: ConnectionId,
-    tcp: TcpStream,
     peer: SocketAddr,
     config: TlsConfig,
     handler: Addr<H>,
-    shared: Arc<Shared>,
-    slots: (Counted, Counted),
-) {
-    if let Err(error) = Connection::start(id, tcp, peer, config, handler, shared, slots) {
-        error!("[{id}] cannot set up TLS for {peer}: {error}");
+    connected: Option<Recipient<Connected>>,
+    seat: Seat,
+}
+
+impl<H: SslHandler> Start<H> {
+    fn run(self, tcp: TcpStream) {
+        let Start {
+            id,
+            peer,
+            config,
+            handler,
+            connected,
+            seat,
+        } = self;
+        let side = Side::Server(config);
+        if let Err(error) = Connection::start(id, tcp, peer, side, handler, connected, Some(seat)) {
+            error!("[{id}] cannot set up TLS for {peer}: {error}");
+        }
     }
 }
 
@@ -423,6 +487,16 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
+    /// One handshake in progress.
+    pub(crate) fn handshake(shared: &Arc<Shared>) -> Self {
+        Counted::new(shared, Slot::Handshake)
+    }
+
+    /// One open connection.
+    pub(crate) fn open(shared: &Arc<Shared>) -> Self {
+        Counted::new(shared, Slot::Open)
+    }
+
     fn new(shared: &Arc<Shared>, slot: Slot) -> Self {
         shared.counter(slot).fetch_add(1, Ordering::AcqRel);
         Counted {

@@ -611,7 +611,7 @@ fn read_file(path: &Path, role: FileRole) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
-fn read_certificates(path: &Path, role: FileRole) -> Result<Vec<X509>, ConfigError> {
+pub(crate) fn read_certificates(path: &Path, role: FileRole) -> Result<Vec<X509>, ConfigError> {
     let pem = read_file(path, role)?;
     if !contains(&pem, b"-----BEGIN CERTIFICATE-----")
         && !contains(&pem, b"-----BEGIN TRUSTED CERTIFICATE-----")
@@ -635,7 +635,7 @@ fn read_certificates(path: &Path, role: FileRole) -> Result<Vec<X509>, ConfigErr
     Ok(certs)
 }
 
-fn read_private_key(path: &Path) -> Result<PKey<Private>, ConfigError> {
+pub(crate) fn read_private_key(path: &Path) -> Result<PKey<Private>, ConfigError> {
     let role = FileRole::PrivateKey;
     let pem = read_file(path, role)?;
     if !contains(&pem, b"PRIVATE KEY-----") {
