@@ -38,8 +38,8 @@ pub enum ClientCertMode {
 ///
 /// The defaults: TLS 1.2 and 1.3, no client certificate, verify depth 5, handshake
 /// deadline 10 s, at most 256 handshakes and 10,000 connections at once, no idle timeout,
-/// write queue marks of 256 KiB / 1 MiB / 16 MiB, one worker thread per core, OpenSSL's
-/// two TLS 1.3 session tickets, step logging off.
+/// write queue marks of 256 KiB / 1 MiB / 16 MiB, one worker thread per core, one TLS 1.3
+/// session ticket, step logging off.
 ///
 /// # Examples
 ///
@@ -61,7 +61,7 @@ pub struct Options {
     verify_depth: u32,
     debug: bool,
     handshake_timeout: Duration,
-    session_tickets: Option<usize>,
+    session_tickets: usize,
     crl_files: Vec<PathBuf>,
     crl_scope: CrlScope,
     unusable_crl: UnusableCrlPolicy,
@@ -102,7 +102,8 @@ impl Options {
     /// Starts options from the server's certificate file and private key file (both PEM).
     ///
     /// The certificate file may hold the server's certificate followed by the
-    /// intermediate CA certificates to send with it. This is `SSLify_Options` in the Perl
+    /// intermediate CA certificates to send with it. Exactly these are sent: no chain is
+    /// built from other certificates on each handshake. This is `SSLify_Options` in the Perl
     /// module, with the arguments in certificate-then-key order.
     pub fn new(certificate: impl AsRef<Path>, private_key: impl AsRef<Path>) -> Self {
         Options {
@@ -113,7 +114,7 @@ impl Options {
             verify_depth: 5,
             debug: false,
             handshake_timeout: Duration::from_secs(10),
-            session_tickets: None,
+            session_tickets: 1,
             crl_files: Vec::new(),
             crl_scope: CrlScope::Leaf,
             unusable_crl: UnusableCrlPolicy::Refuse,
@@ -175,12 +176,15 @@ impl Options {
         self
     }
 
-    /// Sets how many TLS 1.3 session tickets are sent after each full handshake.
+    /// Sets how many TLS 1.3 session tickets are sent after each full handshake; defaults
+    /// to 1.
     ///
-    /// OpenSSL sends 2 by default. Each ticket costs server time per handshake; 0 turns
-    /// ticket-based resumption off (TLS 1.2 session-id resumption keeps working).
+    /// One ticket lets a client resume its next connection. OpenSSL's own default is 2,
+    /// for clients that open connections in parallel; each ticket costs server time on
+    /// every full handshake and a place in the session cache. 0 turns TLS 1.3 resumption
+    /// off (TLS 1.2 session-id resumption keeps working).
     pub fn session_tickets(mut self, count: usize) -> Self {
-        self.session_tickets = Some(count);
+        self.session_tickets = count;
         self
     }
 
@@ -487,7 +491,7 @@ struct Parts {
     key: PKey<Private>,
     client_cas: Vec<X509>,
     verify_depth: u32,
-    session_tickets: Option<usize>,
+    session_tickets: usize,
     min_version: SslVersion,
     max_version: Option<SslVersion>,
     cipher_list: Option<String>,
@@ -541,18 +545,19 @@ impl Parts {
         builder.set_mode(
             SslMode::ENABLE_PARTIAL_WRITE
                 | SslMode::ACCEPT_MOVING_WRITE_BUFFER
-                | SslMode::RELEASE_BUFFERS,
+                | SslMode::RELEASE_BUFFERS
+                // The chain sent is the one in the certificate file; OpenSSL would
+                // otherwise try to build one from the CA store on every handshake.
+                | SslMode::NO_AUTO_CHAIN,
         );
         // Without an id context OpenSSL refuses to resume sessions of clients that
         // presented a certificate.
         builder
             .set_session_id_context(b"sslify")
             .map_err(tls("session id context"))?;
-        if let Some(count) = self.session_tickets {
-            builder
-                .set_num_tickets(count)
-                .map_err(tls("session ticket count"))?;
-        }
+        builder
+            .set_num_tickets(self.session_tickets)
+            .map_err(tls("session ticket count"))?;
 
         builder
             .set_certificate(&self.leaf)
