@@ -24,17 +24,21 @@
 //! Then, from the crate's directory:
 //!
 //! ```text
-//! openssl s_client -connect 127.0.0.1:8443 -CAfile certs/ca.pem -cert certs/client-valid.pem -key certs/client-valid.key -cert_chain certs/intermediate.pem
+//! openssl s_client -connect 127.0.0.1:8443 -CAfile certs/ca.pem -cert certs/client-valid.pem -key certs/client-valid.key
 //! ```
 //!
-//! `s_client` sends only the first certificate of its `-cert` file; `-cert_chain` adds the
-//! intermediate CA that issued the test client certificates, which the server needs
-//! because it trusts only the root (`certs/client-ca.pem`). Without it even the valid
-//! certificate fails with "unable to get local issuer certificate".
+//! Swap `client-valid` for `client-untrusted` or `client-expired`, or leave out `-cert` and
+//! `-key`, for the other answers; `s_client` shows the reply and the server's close one
+//! second later.
 //!
-//! Swap `client-valid` for `client-untrusted` or `client-expired`, or leave out `-cert`,
-//! `-key` and `-cert_chain`, for the other answers; `s_client` shows the reply and the
-//! server's close one second later. Press Ctrl-C to stop the server.
+//! `s_client` sends only the first certificate of its `-cert` file, the client's own. It
+//! still chains because the default client CA file, `certs/client-ca-bundle.pem`, holds
+//! the intermediate CA that issued it as well as the root. With `--client-ca
+//! certs/client-ca.pem` (the root alone) the client has to send the intermediate too: add
+//! `-cert_chain certs/intermediate.pem`.
+//!
+//! Press Ctrl-C to stop the server: it stops accepting, gives open connections 5 s to
+//! end, closes the rest and exits. A second Ctrl-C exits at once.
 //!
 //! Start-up errors (a missing or bad file, an address in use) are printed and end the
 //! process with status 1. This example unwraps nothing.
@@ -65,5 +69,5 @@ async fn main() {
     ));
     println!("listening on {}", listener.local_addr());
 
-    serve_until_ctrl_c().await;
+    serve_until_ctrl_c(&listener).await;
 }

@@ -1,15 +1,18 @@
-//! The delayed-disconnect demo: the advanced server and four real TLS clients against it.
+//! The delayed-disconnect demo: the advanced server with its CRL check, and five real TLS
+//! clients against it.
 //!
-//! This runs the handler of the `advanced` example (the "advanced" example of
-//! POE::Component::SSLify::NonBlock: a client certificate is requested, the handler
-//! answers `[id] NoClientCertExists`, `[id] ClientCertInvalid` or
-//! `[id] Yeah! You're authenticated!` and disconnects one second later) on a free
-//! loopback port, then connects four clients built on the openssl crate, one after the
+//! This runs the handler of the `crl` example (the "advanced" example of
+//! POE::Component::SSLify::NonBlock plus the CRL check of its "complicated way": a client
+//! certificate is requested, a certificate that verifies is looked up in `certs/crl.pem`,
+//! and the handler answers `[id] NoClientCertExists`, `[id] ClientCertInvalid`, `[id] CRL`
+//! or `[id] Yeah! You're authenticated!` and disconnects one second later) on a free
+//! loopback port, then connects five clients built on the openssl crate, one after the
 //! other, each in a blocking thread so that the server's thread stays free:
 //!
 //! | client | certificate | expected answer |
 //! | --- | --- | --- |
 //! | valid | `certs/client-valid.pem` | `Yeah! You're authenticated!` |
+//! | revoked | `certs/client-revoked.pem` (valid, but listed in the CRL) | `CRL` |
 //! | none | none | `NoClientCertExists` |
 //! | untrusted | `certs/client-untrusted.pem` (other CA) | `ClientCertInvalid` |
 //! | expired | `certs/client-expired.pem` | `ClientCertInvalid` |
@@ -17,8 +20,9 @@
 //! Each client checks the server against `certs/ca.pem` under the name `localhost`. For
 //! each one the demo prints what the client received, how and when the connection ended
 //! (close_notify about one second after the handshake), and the events the handler saw
-//! for that connection, in order. It exits with status 0 when all four outcomes are as
-//! expected, and with status 1 and a message naming what differed otherwise.
+//! for that connection, in order, with its CRL check (for the revoked client: serial,
+//! date and reason). It exits with status 0 when all five outcomes are as expected, and
+//! with status 1 and a message naming what differed otherwise.
 //!
 //! Run it:
 //!
@@ -26,7 +30,7 @@
 //! cargo run --example demo
 //! ```
 //!
-//! To try the same server by hand, keep it serving (until Ctrl-C) on a fixed address:
+//! To try the same server by hand, keep it serving on a fixed address:
 //!
 //! ```text
 //! cargo run --example demo -- --listen 127.0.0.1:8443
@@ -35,14 +39,15 @@
 //! and from the crate's directory:
 //!
 //! ```text
-//! openssl s_client -connect 127.0.0.1:8443 -CAfile certs/ca.pem -cert certs/client-valid.pem -key certs/client-valid.key -cert_chain certs/intermediate.pem
+//! openssl s_client -connect 127.0.0.1:8443 -CAfile certs/ca.pem -cert certs/client-valid.pem -key certs/client-valid.key
+//! openssl s_client -connect 127.0.0.1:8443 -CAfile certs/ca.pem -cert certs/client-revoked.pem -key certs/client-revoked.key
 //! ```
 //!
-//! `s_client` sends only the first certificate of its `-cert` file; `-cert_chain` adds the
-//! intermediate CA that issued the test client certificates, which the server needs
-//! because it trusts only the root (`certs/client-ca.pem`). Without it even the valid
-//! certificate fails with "unable to get local issuer certificate".
-//! The demo's own clients send the whole chain from the `.pem` file.
+//! `s_client` sends only the client's own certificate; the default client CA file,
+//! `certs/client-ca-bundle.pem`, holds the intermediate CA that issued it as well as the
+//! root, so it still chains. The demo's own clients send their whole chain (leaf and
+//! intermediate, as the `.pem` files hold them). Press Ctrl-C to stop the server: open
+//! connections get 5 s to end, the rest are closed. A second Ctrl-C exits at once.
 //!
 //! Start-up errors (a missing or bad file, an address in use) are printed and end the
 //! process with status 1. This example unwraps nothing; a client that cannot be set up
@@ -60,10 +65,11 @@ use futures::channel::mpsc::{self, UnboundedReceiver};
 use futures::StreamExt;
 use openssl::error::ErrorStack;
 use openssl::ssl::{ErrorCode, SslConnector, SslFiletype, SslMethod, SslStream};
-use sslify::{CertProblem, ClientCertReport, ConnectionId, DisconnectReason, Listener};
+use sslify::{CertProblem, ClientCertReport, ConnectionId, CrlVerdict, DisconnectReason, Listener};
 
 use crate::common::{
-    cert_path, or_exit, serve_until_ctrl_c, AdvancedHandler, Args, Event, Seen, CLOSE_DELAY,
+    cert_path, or_exit, serve_until_ctrl_c, AdvancedHandler, Args, CrlCheck, Event, Seen,
+    CLOSE_DELAY, DEFAULT_CRL, SHUTDOWN_GRACE,
 };
 
 /// How long a client waits for the connection, and for each read.
@@ -86,16 +92,24 @@ struct Case {
 
 #[derive(Debug, Clone, Copy)]
 enum Expect {
+    /// Valid and not in the CRL.
     Authenticated,
+    /// Valid, but the CRL lists it.
+    Revoked,
     NoCert,
     Invalid(CertProblem),
 }
 
-static CASES: [Case; 4] = [
+static CASES: [Case; 5] = [
     Case {
         name: "valid",
         presents: true,
         expect: Expect::Authenticated,
+    },
+    Case {
+        name: "revoked",
+        presents: true,
+        expect: Expect::Revoked,
     },
     Case {
         name: "none",
@@ -133,6 +147,7 @@ impl Expect {
     fn answer(self) -> &'static str {
         match self {
             Expect::Authenticated => "Yeah! You're authenticated!",
+            Expect::Revoked => "CRL",
             Expect::NoCert => "NoClientCertExists",
             Expect::Invalid(_) => "ClientCertInvalid",
         }
@@ -141,15 +156,26 @@ impl Expect {
     fn summary(self) -> String {
         match self {
             Expect::Authenticated => "valid".to_owned(),
+            Expect::Revoked => format!("valid, but listed in certs/{DEFAULT_CRL}"),
             Expect::NoCert => "none".to_owned(),
             Expect::Invalid(problem) => format!("{problem}"),
+        }
+    }
+
+    /// How the outcome reads in the demo's last line.
+    fn outcome(self) -> &'static str {
+        match self {
+            Expect::Authenticated => "authenticated",
+            Expect::Revoked => "CRL",
+            Expect::NoCert => "NoClientCertExists",
+            Expect::Invalid(_) => "ClientCertInvalid",
         }
     }
 
     /// Whether `report` says what this client should have been found to present.
     fn check_report(self, report: &ClientCertReport) -> Result<(), String> {
         let wanted = match self {
-            Expect::Authenticated => None,
+            Expect::Authenticated | Expect::Revoked => None,
             Expect::NoCert => Some(CertProblem::Missing),
             Expect::Invalid(problem) => Some(problem),
         };
@@ -420,18 +446,51 @@ fn check(case: &Case, run: &ClientRun, events: Option<&(ConnectionId, Vec<Event>
         wrong.push("the handler recorded no event for this client".to_owned());
         return wrong;
     };
-    match events.as_slice() {
-        [Event::SslDone(report), Event::Disconnect(DisconnectReason::ClosedByHandler)] => {
-            if let Err(why) = case.expect.check_report(report) {
-                wrong.push(why);
-            }
+    let closed =
+        |event: &Event| matches!(event, Event::Disconnect(DisconnectReason::ClosedByHandler));
+    match (case.expect, events.as_slice()) {
+        (
+            Expect::Authenticated | Expect::Revoked,
+            [Event::SslDone(report), Event::CrlChecked(crl), last],
+        ) if closed(last) => {
+            wrong.extend(case.expect.check_report(report).err());
+            wrong.extend(check_crl(case.expect, report, crl).err());
         }
+        (Expect::NoCert | Expect::Invalid(_), [Event::SslDone(report), last]) if closed(last) => {
+            wrong.extend(case.expect.check_report(report).err());
+        }
+        (Expect::Authenticated | Expect::Revoked, _) => wrong.push(
+            "expected the handler to see exactly SslDone, its CRL check, then Disconnect \
+             (closed by handler)"
+                .to_owned(),
+        ),
         _ => wrong.push(
-            "expected the handler to see exactly SslDone, then Disconnect (closed by handler)"
+            "expected the handler to see exactly SslDone, then Disconnect (closed by handler), \
+             with no CRL check"
                 .to_owned(),
         ),
     }
     wrong
+}
+
+/// Whether the handler's CRL check found what this client should have been found: not
+/// listed, or listed with the serial of the certificate it presented.
+fn check_crl(expect: Expect, report: &ClientCertReport, crl: &CrlVerdict) -> Result<(), String> {
+    let serial = report.leaf().map(|leaf| leaf.serial.as_slice());
+    match (expect, crl) {
+        (Expect::Authenticated, CrlVerdict::Good) => Ok(()),
+        (Expect::Revoked, CrlVerdict::Revoked(revocation))
+            if Some(revocation.serial.as_slice()) == serial && revocation.depth == 0 =>
+        {
+            Ok(())
+        }
+        (Expect::Revoked, _) => Err(format!(
+            "the CRL check should find the client's own certificate listed, it says: {crl}"
+        )),
+        _ => Err(format!(
+            "the CRL check should find the certificate not listed, it says: {crl}"
+        )),
+    }
 }
 
 fn print_outcome(
@@ -471,7 +530,7 @@ fn print_outcome(
     }
 }
 
-/// Runs the four clients in turn against the server at `addr`; true when all went as
+/// Runs the five clients in turn against the server at `addr`; true when all went as
 /// expected.
 async fn run_clients(addr: SocketAddr, mut journal: Journal) -> bool {
     let mut failures = 0;
@@ -494,7 +553,15 @@ async fn run_clients(addr: SocketAddr, mut journal: Journal) -> bool {
 
     println!();
     if failures == 0 {
-        println!("all {} outcomes as expected", CASES.len());
+        let outcomes: Vec<String> = CASES
+            .iter()
+            .map(|case| format!("{}: {}", case.name, case.expect.outcome()))
+            .collect();
+        println!(
+            "all {} outcomes as expected: {}",
+            CASES.len(),
+            outcomes.join(", ")
+        );
         true
     } else {
         eprintln!(
@@ -509,31 +576,35 @@ async fn run_clients(addr: SocketAddr, mut journal: Journal) -> bool {
 async fn main() -> ExitCode {
     let args = Args::parse(
         "demo",
-        "Delayed-disconnect demo: runs the advanced server on a free loopback port and four \
-         TLS clients (valid, no, untrusted, expired certificate) against it, then exits 0 if \
-         all four outcomes are as expected. With --listen ADDR it serves there until Ctrl-C \
-         instead.",
+        "Delayed-disconnect demo: runs the advanced server with its CRL check on a free \
+         loopback port and five TLS clients (valid, revoked, no, untrusted, expired \
+         certificate) against it, then exits 0 if all five outcomes are as expected. With \
+         --listen ADDR it serves there until Ctrl-C instead.",
         None,
     );
     common::init_logging(&args);
 
     let config = or_exit(args.options().request_client_cert().build());
+    let crl = or_exit(CrlCheck::open(&cert_path(DEFAULT_CRL)));
 
     if let Some(listen) = &args.listen {
-        let handler = AdvancedHandler::new().start();
+        let handler = AdvancedHandler::new().with_crl(crl).start();
         let listener = or_exit(Listener::bind(listen.as_str(), config, handler));
         println!("listening on {}", listener.local_addr());
-        serve_until_ctrl_c().await;
+        serve_until_ctrl_c(&listener).await;
         return ExitCode::SUCCESS;
     }
 
     let (sender, receiver) = mpsc::unbounded();
-    let handler = AdvancedHandler::new().with_journal(sender).start();
+    let handler = AdvancedHandler::new()
+        .with_crl(crl)
+        .with_journal(sender)
+        .start();
     let listener = or_exit(Listener::bind("127.0.0.1:0", config, handler));
     println!("listening on {}", listener.local_addr());
 
     let all_good = run_clients(listener.local_addr(), Journal::new(receiver)).await;
-    listener.stop();
+    listener.shutdown(SHUTDOWN_GRACE).await;
     if all_good {
         ExitCode::SUCCESS
     } else {

@@ -20,7 +20,11 @@
 //! ```
 //!
 //! (The server asks for no certificate, so `-cert` and `-key` change nothing here; the
-//! line is the same for every example.) Press Ctrl-C to stop the server.
+//! line is the same for every example.)
+//!
+//! Press Ctrl-C to stop the server: it stops accepting and gives open connections 5 s to
+//! end on their own; then it sends each remaining client what was queued for it and
+//! close_notify, and exits. A second Ctrl-C exits at once.
 //!
 //! Start-up errors (a missing or bad file, an address in use) are printed and end the
 //! process with status 1. This example unwraps nothing.
@@ -153,5 +157,5 @@ async fn main() {
     ));
     println!("listening on {}", listener.local_addr());
 
-    serve_until_ctrl_c().await;
+    serve_until_ctrl_c(&listener).await;
 }

@@ -223,16 +223,12 @@ impl CrlSet {
     /// Checks the client certificate of `report` (its own certificate only) against the
     /// CRLs, reloading them first if a file changed.
     ///
-    /// The issuer's certificate is taken from the chain the client presented; the report
-    /// should be [`valid`](ClientCertReport::valid) for the answer to mean anything, since a
-    /// CRL only speaks for certificates that chain to its issuer.
+    /// The issuer's certificate is taken from the chain OpenSSL verified (so it may come
+    /// from the client CA file), or, for a resumed session, from the chain the client
+    /// presented. The report should be [`valid`](ClientCertReport::valid) for the answer to
+    /// mean anything, since a CRL only speaks for certificates that chain to its issuer.
     pub fn check(&self, report: &ClientCertReport) -> CrlVerdict {
-        let chain: Vec<&X509Ref> = report
-            .chain
-            .iter()
-            .map(|entry| entry.certificate())
-            .collect();
-        self.check_chain(&chain, CrlScope::Leaf)
+        self.check_chain(&report.issuer_chain(), CrlScope::Leaf)
     }
 
     /// Checks a chain (client's certificate first, each followed by its issuer).

@@ -12,8 +12,8 @@ use std::task::{self, Poll};
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorContext, ActorFuture, Addr, Arbiter, AsyncContext, Context, Handler, Message,
-    Recipient,
+    Actor, ActorContext, ActorFuture, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler,
+    Message, Recipient,
 };
 use futures::task::AtomicWaker;
 use log::{debug, error, info, warn};
@@ -45,7 +45,7 @@ pub struct Listener<H: SslHandler> {
     /// Set for listeners whose connections start in plaintext.
     connected: Option<Recipient<Connected>>,
     shared: Arc<Shared>,
-    workers: Vec<Arbiter>,
+    workers: Vec<ArbiterHandle>,
     next_worker: usize,
     backoff: Option<Pin<Box<Sleep>>>,
     paused: bool,
@@ -133,12 +133,14 @@ impl<H: SslHandler> Listener<H> {
                 source,
             })?;
 
-        let workers = if config.workers() > 1 {
+        let arbiters: Vec<Arbiter> = if config.workers() > 1 {
             (0..config.workers()).map(|_| Arbiter::new()).collect()
         } else {
             Vec::new()
         };
+        let workers = arbiters.iter().map(Arbiter::handle).collect();
         let shared = Arc::new(Shared::new(
+            arbiters,
             config.max_handshakes(),
             config.max_connections(),
         ));
@@ -288,11 +290,9 @@ impl<H: SslHandler> Actor for Listener<H> {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // The worker threads carry on with their connections; they stop when the last
+        // connection, listener handle and listener are gone (see `Shared`'s drop).
         info!("stopped listening on {}", self.local_addr);
-        for worker in &self.workers {
-            // Workers finish what they run (their connections) and then exit.
-            worker.stop();
-        }
     }
 }
 
@@ -408,6 +408,8 @@ impl<H: SslHandler> fmt::Debug for ListenerHandle<H> {
 
 /// State shared by a listener and its connections, on whatever thread they run.
 pub(crate) struct Shared {
+    /// The worker threads, stopped when nothing uses them any more.
+    workers: Vec<Arbiter>,
     accepted: AtomicU64,
     open: AtomicUsize,
     handshaking: AtomicUsize,
@@ -419,8 +421,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(max_handshakes: usize, max_connections: usize) -> Self {
+    fn new(workers: Vec<Arbiter>, max_handshakes: usize, max_connections: usize) -> Self {
         Shared {
+            workers,
             accepted: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             handshaking: AtomicUsize::new(0),
@@ -470,6 +473,14 @@ impl Shared {
             commands.do_send(Command::Shutdown);
         }
         connections.len()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for worker in &self.workers {
+            worker.stop();
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use openssl::x509::{X509NameRef, X509Ref, X509StoreContextRef, X509VerifyResult,
 use foreign_types::ForeignTypeRef;
 use log::{debug, warn};
 
-use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, UnusableCrlPolicy};
+use crate::crl::{CrlScope, CrlSet, CrlUnusable, CrlVerdict, Revocation, UnusableCrlPolicy};
 use crate::events::ConnectionId;
 use crate::hexdump::hexdump;
 
@@ -169,6 +169,31 @@ pub struct ClientCertReport {
     pub failed_depth: Option<u32>,
     /// The chain as presented, the client's own certificate first.
     pub chain: Vec<CertEntry>,
+    /// The CRL entry that revoked a certificate of the chain, when the handshake's CRL
+    /// check found one.
+    pub revocation: Option<Revocation>,
+    /// The chain OpenSSL verified, up to the trust anchor, when a full handshake verified
+    /// one; used to find issuers for CRL checks.
+    verified: VerifiedChain,
+}
+
+/// The verified chain of a report. Not part of a report's identity: a resumed session
+/// reports the same certificate without one.
+#[derive(Clone, Default)]
+struct VerifiedChain(Vec<X509>);
+
+impl PartialEq for VerifiedChain {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for VerifiedChain {}
+
+impl fmt::Debug for VerifiedChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} certificates", self.0.len())
+    }
 }
 
 /// Why a client certificate is not acceptable, sorted from OpenSSL's verify result.
@@ -220,6 +245,8 @@ impl ClientCertReport {
                     verify_text: failure.text.clone(),
                     failed_depth: Some(failure.depth),
                     chain: failure.chain.clone(),
+                    revocation: failure.revocation.clone(),
+                    verified: VerifiedChain::default(),
                 };
             }
             return ClientCertReport {
@@ -229,6 +256,8 @@ impl ClientCertReport {
                 verify_text: "no certificate presented".to_owned(),
                 failed_depth: None,
                 chain: Vec::new(),
+                revocation: None,
+                verified: VerifiedChain::default(),
             };
         };
 
@@ -259,6 +288,22 @@ impl ClientCertReport {
             verify_text,
             failed_depth,
             chain,
+            revocation: record.failure.as_ref().and_then(|f| f.revocation.clone()),
+            verified: VerifiedChain(
+                ssl.verified_chain()
+                    .map(|chain| chain.iter().map(X509Ref::to_owned).collect())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The certificates to look issuers up in: the verified chain when there is one (it
+    /// ends at the trust anchor from the CA file), the presented chain otherwise.
+    pub(crate) fn issuer_chain(&self) -> Vec<&X509Ref> {
+        if self.verified.0.len() > 1 {
+            self.verified.0.iter().map(|cert| &**cert).collect()
+        } else {
+            self.chain.iter().map(CertEntry::certificate).collect()
         }
     }
 }
@@ -311,6 +356,8 @@ pub(crate) struct VerifyFailure {
     pub(crate) depth: u32,
     /// The chain as the client presented it, its own certificate first.
     pub(crate) chain: Vec<CertEntry>,
+    /// The CRL entry behind a revocation.
+    pub(crate) revocation: Option<Revocation>,
 }
 
 /// What one connection's verify callback saw. Owned by that connection alone.
@@ -360,6 +407,7 @@ impl Verifier {
         };
         let refs: Vec<&X509Ref> = chain.iter().map(|cert| &**cert).collect();
         let (depth, verdict) = crls.check_chain_at(&refs, *scope);
+        let mut revoked = None;
         let (code, text) = match verdict {
             CrlVerdict::Good => {
                 debug!("[{}] CRL check: not revoked", self.id);
@@ -371,10 +419,9 @@ impl Verifier {
                     self.id,
                     CrlVerdict::Revoked(revocation.clone())
                 );
-                (
-                    ERR_CERT_REVOKED,
-                    format!("certificate revoked: {}", revocation.subject),
-                )
+                let text = format!("certificate revoked: {}", revocation.subject);
+                revoked = Some(revocation);
+                (ERR_CERT_REVOKED, text)
             }
             CrlVerdict::Unusable(why) => {
                 if *policy == UnusableCrlPolicy::Allow {
@@ -400,6 +447,7 @@ impl Verifier {
         store.set_error(unsafe { X509VerifyResult::from_raw(code) });
         let mut failure = self.failure(store, code, &text);
         failure.depth = u32::try_from(depth).unwrap_or(u32::MAX);
+        failure.revocation = revoked;
         record.failure = Some(failure);
         self.tolerate
     }
@@ -420,6 +468,7 @@ impl Verifier {
             text: text.to_owned(),
             depth: store.error_depth(),
             chain,
+            revocation: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Pieces shared by the examples: command-line parsing, logging set-up, start-up error
-//! handling, the Ctrl-C wait, and the handler of the advanced example (which the
-//! delayed-disconnect demo runs too).
+//! handling, the Ctrl-C shutdown, and the handler of the advanced example, with the CRL
+//! check that the `crl` example and the delayed-disconnect demo add to it.
 //!
 //! Each example compiles this module on its own and uses only part of it, hence the
 //! `dead_code` allowance below.
@@ -12,15 +12,18 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use env_logger::Env;
 use futures::channel::mpsc::UnboundedSender;
-use log::{error, info};
+use futures::future::{self, Either};
+use log::{debug, error, info, warn};
+use openssl::asn1::Asn1Time;
 use sslify::{
     CertProblem, CertRejected, ClientCertReport, ClientInput, ConnectionHandle, ConnectionId,
-    Disconnect, DisconnectReason, Options, SslDone,
+    CrlSet, CrlVerdict, Disconnect, DisconnectReason, ListenerHandle, Options, Revocation, SslDone,
+    SslHandler,
 };
 
 /// The address the servers listen on unless `--listen` says otherwise.
@@ -29,11 +32,31 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 /// How long the advanced handler waits between its verdict and the disconnect.
 pub const CLOSE_DELAY: Duration = Duration::from_secs(1);
 
+/// How long open connections get to end on their own after Ctrl-C before they are closed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The client CA file unless `--client-ca` says otherwise: the root and the intermediate
+/// CA, so that a client sending only its own certificate still chains.
+pub const DEFAULT_CLIENT_CA: &str = "client-ca-bundle.pem";
+
+/// The CRL file unless `--crl` says otherwise: the intermediate CA's CRL, which lists
+/// `client-revoked.pem`.
+pub const DEFAULT_CRL: &str = "crl.pem";
+
 /// Path of a file in the crate's test PKI, whatever the current directory.
 pub fn cert_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("certs")
         .join(name)
+}
+
+/// A path as short as it can be told: relative to the crate's directory when inside it.
+pub fn show_path(path: &Path) -> String {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    path.strip_prefix(crate_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The command line every server example accepts.
@@ -45,10 +68,21 @@ pub struct Args {
     pub cert: PathBuf,
     /// `--key FILE`: the server's private key.
     pub key: PathBuf,
-    /// `--client-ca FILE`: the CA that client certificates must chain to.
+    /// `--client-ca FILE`: the CAs that client certificates must chain to.
     pub client_ca: PathBuf,
     /// `--debug`: log every handshake step (`Options::debug`).
     pub debug: bool,
+    /// `--crl FILE`: the CRL to check clients against (only where CRL flags are accepted).
+    pub crl: PathBuf,
+    /// `--crl-in-handshake`: check the CRL in the handshake rather than in the handler.
+    pub crl_in_handshake: bool,
+}
+
+/// Which flags an example accepts beyond the ones every server takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    None,
+    Crl,
 }
 
 impl Args {
@@ -59,20 +93,35 @@ impl Args {
     /// `default_listen` the address used when `--listen` is absent (`None`: no default,
     /// the example decides what no address means).
     pub fn parse(name: &str, about: &str, default_listen: Option<&str>) -> Args {
-        let usage = Usage {
+        Args::parse_as(Usage {
             name,
             about,
             default_listen,
-        };
-        match Args::parse_from(std::env::args().skip(1), default_listen) {
+            extra: Extra::None,
+        })
+    }
+
+    /// Like [`parse`](Args::parse), also accepting `--crl FILE` and `--crl-in-handshake`.
+    pub fn parse_with_crl(name: &str, about: &str, default_listen: Option<&str>) -> Args {
+        Args::parse_as(Usage {
+            name,
+            about,
+            default_listen,
+            extra: Extra::Crl,
+        })
+    }
+
+    fn parse_as(usage: Usage<'_>) -> Args {
+        let words = std::env::args().skip(1);
+        match Args::parse_from(words, usage.default_listen, usage.extra) {
             Ok(Parsed::Run(args)) => args,
             Ok(Parsed::Help) => {
                 print!("{usage}");
                 process::exit(0);
             }
             Err(message) => {
-                eprintln!("{name}: {message}");
-                eprintln!("try `cargo run --example {name} -- --help`");
+                eprintln!("{}: {message}", usage.name);
+                eprintln!("try `cargo run --example {} -- --help`", usage.name);
                 process::exit(2);
             }
         }
@@ -81,14 +130,18 @@ impl Args {
     fn parse_from(
         mut words: impl Iterator<Item = String>,
         default_listen: Option<&str>,
+        extra: Extra,
     ) -> Result<Parsed, String> {
         let mut args = Args {
             listen: default_listen.map(str::to_owned),
             cert: cert_path("server-ec.pem"),
             key: cert_path("server-ec.key"),
-            client_ca: cert_path("client-ca.pem"),
+            client_ca: cert_path(DEFAULT_CLIENT_CA),
             debug: false,
+            crl: cert_path(DEFAULT_CRL),
+            crl_in_handshake: false,
         };
+        let crl_flags = extra == Extra::Crl;
 
         while let Some(word) = words.next() {
             // Both `--cert FILE` and `--cert=FILE` are accepted.
@@ -98,12 +151,13 @@ impl Args {
             };
             match flag {
                 "-h" | "--help" => return Ok(Parsed::Help),
-                "--debug" if inline.is_none() => args.debug = true,
-                "--debug" => return Err("--debug takes no value".to_owned()),
+                "--debug" => args.debug = switch(flag, inline)?,
                 "--listen" => args.listen = Some(value(flag, "ADDR", inline, &mut words)?),
                 "--cert" => args.cert = value(flag, "FILE", inline, &mut words)?.into(),
                 "--key" => args.key = value(flag, "FILE", inline, &mut words)?.into(),
                 "--client-ca" => args.client_ca = value(flag, "FILE", inline, &mut words)?.into(),
+                "--crl" if crl_flags => args.crl = value(flag, "FILE", inline, &mut words)?.into(),
+                "--crl-in-handshake" if crl_flags => args.crl_in_handshake = switch(flag, inline)?,
                 _ if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
                 _ => return Err(format!("unexpected argument `{word}`")),
             }
@@ -112,7 +166,8 @@ impl Args {
     }
 
     /// Server options from the files on the command line, with `--debug` applied. The
-    /// caller picks the client-certificate mode.
+    /// caller picks the client-certificate mode (and adds the CRL, when it checks one in
+    /// the handshake).
     pub fn options(&self) -> Options {
         Options::new(&self.cert, &self.key)
             .client_ca_file(&self.client_ca)
@@ -143,10 +198,19 @@ fn value(
     }
 }
 
+/// A flag without a value, such as `--debug`.
+fn switch(flag: &str, inline: Option<String>) -> Result<bool, String> {
+    match inline {
+        None => Ok(true),
+        Some(_) => Err(format!("{flag} takes no value")),
+    }
+}
+
 struct Usage<'a> {
     name: &'a str,
     about: &'a str,
     default_listen: Option<&'a str>,
+    extra: Extra,
 }
 
 impl fmt::Display for Usage<'_> {
@@ -155,39 +219,57 @@ impl fmt::Display for Usage<'_> {
             Some(addr) => format!("default {addr}"),
             None => "no default: see above".to_owned(),
         };
+        let crl_usage = match self.extra {
+            Extra::None => "",
+            Extra::Crl => " [--crl FILE] [--crl-in-handshake]",
+        };
         writeln!(f, "{}", self.about)?;
         writeln!(f)?;
         writeln!(
             f,
             "usage: cargo run --example {} -- [--listen ADDR] [--cert FILE] [--key FILE] \
-             [--client-ca FILE] [--debug]",
+             [--client-ca FILE]{crl_usage} [--debug]",
             self.name
         )?;
         writeln!(f)?;
         writeln!(
             f,
-            "  --listen ADDR     address to listen on ({listen_default})"
+            "  --listen ADDR       address to listen on ({listen_default})"
         )?;
         writeln!(
             f,
-            "  --cert FILE       server certificate chain, PEM (default {})",
+            "  --cert FILE         server certificate chain, PEM (default {})",
             cert_path("server-ec.pem").display()
         )?;
         writeln!(
             f,
-            "  --key FILE        server private key, PEM (default {})",
+            "  --key FILE          server private key, PEM (default {})",
             cert_path("server-ec.key").display()
         )?;
         writeln!(
             f,
-            "  --client-ca FILE  CA that client certificates must chain to, PEM (default {})",
-            cert_path("client-ca.pem").display()
+            "  --client-ca FILE    CAs that client certificates must chain to, PEM \
+             (default {}: root and intermediate)",
+            cert_path(DEFAULT_CLIENT_CA).display()
         )?;
+        if self.extra == Extra::Crl {
+            writeln!(
+                f,
+                "  --crl FILE          CRL to check client certificates against, PEM \
+                 (default {})",
+                cert_path(DEFAULT_CRL).display()
+            )?;
+            writeln!(
+                f,
+                "  --crl-in-handshake  check the CRL in the TLS handshake instead of in the \
+                 handler"
+            )?;
+        }
         writeln!(
             f,
-            "  --debug           log every TLS handshake step of every connection"
+            "  --debug             log every TLS handshake step of every connection"
         )?;
-        writeln!(f, "  -h, --help        print this help")?;
+        writeln!(f, "  -h, --help          print this help")?;
         writeln!(f)?;
         writeln!(
             f,
@@ -220,14 +302,29 @@ pub fn or_exit<T, E: fmt::Display>(result: Result<T, E>) -> T {
     }
 }
 
-/// Waits for Ctrl-C, then stops the actor system. Serves forever if Ctrl-C cannot be
-/// watched.
-pub async fn serve_until_ctrl_c() {
-    match actix_rt::signal::ctrl_c().await {
-        Ok(()) => info!("Ctrl-C: shutting down"),
-        Err(error) => {
-            error!("cannot watch for Ctrl-C ({error}); serving until killed");
-            futures::future::pending::<()>().await;
+/// Serves until Ctrl-C, then shuts `listener` down gracefully and stops the actor system.
+///
+/// After Ctrl-C no connection is accepted; open ones get [`SHUTDOWN_GRACE`] to end on
+/// their own, then the rest are closed (their queued bytes and close_notify still go out).
+/// A second Ctrl-C stops at once. Serves until killed if Ctrl-C cannot be watched.
+pub async fn serve_until_ctrl_c<H: SslHandler>(listener: &ListenerHandle<H>) {
+    if let Err(error) = actix_rt::signal::ctrl_c().await {
+        error!("cannot watch for Ctrl-C ({error}); serving until killed");
+        future::pending::<()>().await;
+    }
+    info!(
+        "Ctrl-C: no new connections; open ones get {} s to finish (Ctrl-C again to stop now)",
+        SHUTDOWN_GRACE.as_secs()
+    );
+
+    let shutdown = Box::pin(listener.shutdown(SHUTDOWN_GRACE));
+    let again = Box::pin(actix_rt::signal::ctrl_c());
+    match future::select(shutdown, again).await {
+        Either::Left(((), _)) => info!("every connection has ended, stopping"),
+        Either::Right((Ok(()), _)) => warn!("Ctrl-C again: stopping without waiting"),
+        Either::Right((Err(error), shutdown)) => {
+            error!("cannot watch for a second Ctrl-C ({error}); waiting for the shutdown");
+            shutdown.await;
         }
     }
     System::current().stop();
@@ -235,17 +332,97 @@ pub async fn serve_until_ctrl_c() {
 
 /// The line the advanced handler answers with, for the connection `id`.
 ///
-/// The three answers of the Perl module's advanced example: no certificate, a
-/// certificate that did not verify, a certificate that did.
-pub fn verdict(id: ConnectionId, report: &ClientCertReport) -> String {
+/// The three answers of the Perl module's advanced example (no certificate, a certificate
+/// that did not verify, a certificate that did), and the two of its "complicated way"
+/// when a verified certificate was also looked up in a CRL (`crl`): listed, or the CRL
+/// could not be used.
+pub fn verdict(id: ConnectionId, report: &ClientCertReport, crl: Option<&CrlVerdict>) -> String {
     let text = if !report.presented {
         "NoClientCertExists"
     } else if !report.valid {
         "ClientCertInvalid"
     } else {
-        "Yeah! You're authenticated!"
+        match crl {
+            Some(CrlVerdict::Revoked(_)) => "CRL",
+            Some(CrlVerdict::Unusable(_)) => "CRL unusable",
+            Some(CrlVerdict::Good) | None => "Yeah! You're authenticated!",
+        }
     };
     format!("[{id}] {text}\n")
+}
+
+/// The handler's CRL check: a CRL file, parsed once and reloaded whenever it changes on
+/// disk.
+#[derive(Clone)]
+pub struct CrlCheck {
+    crls: CrlSet,
+}
+
+impl CrlCheck {
+    /// Loads the CRL file.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the file at fault and the reason.
+    pub fn open(crl: &Path) -> Result<CrlCheck, String> {
+        let crls = CrlSet::open([crl]).map_err(|why| why.to_string())?;
+        Ok(CrlCheck { crls })
+    }
+
+    /// Looks the client's own certificate up in the CRL. Only meaningful for a
+    /// [`valid`](ClientCertReport::valid) report. The issuer's certificate comes from the
+    /// chain OpenSSL verified, so a client that sent only its own certificate (as
+    /// `openssl s_client -cert` does) is checked too.
+    pub fn check(&self, id: ConnectionId, report: &ClientCertReport) -> CrlVerdict {
+        let verdict = self.crls.check(report);
+        debug!("[{id}] CRL check: {verdict}");
+        verdict
+    }
+}
+
+/// One line on a revocation: serial, date, reason and CRL file.
+pub fn describe_revocation(revocation: &Revocation) -> String {
+    format!(
+        "serial {}, revoked {}, reason {}, listed in {}",
+        sslify::hexdump(&revocation.serial),
+        revocation
+            .revoked_at
+            .map_or_else(|| "at an unknown date".to_owned(), date),
+        revocation
+            .reason_code
+            .map_or_else(|| "not given".to_owned(), reason_name),
+        show_path(&revocation.crl_file)
+    )
+}
+
+/// A moment as OpenSSL prints certificate dates, e.g. `Dec  4 16:36:00 2025 GMT`.
+fn date(at: SystemTime) -> String {
+    let seconds = match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    match Asn1Time::from_unix(seconds) {
+        Ok(time) => time.to_string(),
+        Err(_) => format!("{seconds} s after 1970"),
+    }
+}
+
+/// The RFC 5280 name of a CRL reason code, with the code.
+fn reason_name(code: i64) -> String {
+    let name = match code {
+        0 => "unspecified",
+        1 => "keyCompromise",
+        2 => "cACompromise",
+        3 => "affiliationChanged",
+        4 => "superseded",
+        5 => "cessationOfOperation",
+        6 => "certificateHold",
+        8 => "removeFromCRL",
+        9 => "privilegeWithdrawn",
+        10 => "aACompromise",
+        _ => "unknown",
+    };
+    format!("{name} ({code})")
 }
 
 /// One event as the advanced handler received it, for whoever watches the handler.
@@ -259,14 +436,16 @@ pub struct Seen {
     pub event: Event,
 }
 
-/// The events of one connection, as the handler saw them.
+/// The events of one connection, as the handler saw them, and its own CRL check.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Handshake done, with the client-certificate report.
     SslDone(ClientCertReport),
+    /// The handler looked the client's certificate up in the CRL.
+    CrlChecked(CrlVerdict),
     /// Bytes arrived (their number).
     Input(usize),
-    /// The certificate was refused in the handshake (not in the advanced mode).
+    /// The certificate was refused in the handshake (not when the handler decides).
     CertRejected(CertProblem),
     /// The connection ended.
     Disconnect(DisconnectReason),
@@ -276,6 +455,17 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::SslDone(report) => write!(f, "SslDone       {report}"),
+            Event::CrlChecked(CrlVerdict::Good) => write!(f, "CRL check     not revoked"),
+            Event::CrlChecked(CrlVerdict::Revoked(revocation)) => {
+                write!(
+                    f,
+                    "CRL check     revoked: {}",
+                    describe_revocation(revocation)
+                )
+            }
+            Event::CrlChecked(CrlVerdict::Unusable(why)) => {
+                write!(f, "CRL check     unusable: {why}")
+            }
             Event::Input(bytes) => write!(f, "ClientInput   {bytes} bytes"),
             Event::CertRejected(problem) => write!(f, "CertRejected  {problem}"),
             Event::Disconnect(reason) => write!(f, "Disconnect    {reason}"),
@@ -285,12 +475,15 @@ impl fmt::Display for Event {
 
 /// The advanced example's handler: it requests a client certificate, lets every handshake
 /// finish, and decides itself. On `SslDone` it answers with [`verdict`] and disconnects
-/// one second later.
+/// one second later. With [`with_crl`](AdvancedHandler::with_crl) it also looks every
+/// verified certificate up in a CRL first (the `crl` example and the demo).
 ///
 /// The Perl example did this in its `SSLDone` state with `$heap->{client}->put(...)` and
 /// `$kernel->delay(...)`; here it is `handle.put` and `ctx.run_later`.
 pub struct AdvancedHandler {
     close_after: Duration,
+    /// The CRL check for verified certificates, when asked for.
+    crl: Option<CrlCheck>,
     /// Where each event is also sent, when someone watches (the demo does).
     journal: Option<UnboundedSender<Seen>>,
     /// Pending delayed disconnects, so that a connection that ends early has its timer
@@ -303,9 +496,17 @@ impl AdvancedHandler {
     pub fn new() -> Self {
         AdvancedHandler {
             close_after: CLOSE_DELAY,
+            crl: None,
             journal: None,
             pending: HashMap::new(),
         }
+    }
+
+    /// Also looks every verified client certificate up in a CRL, answering `CRL` when it
+    /// is listed and `CRL unusable` when the CRL cannot decide.
+    pub fn with_crl(mut self, crl: CrlCheck) -> Self {
+        self.crl = Some(crl);
+        self
     }
 
     /// Also sends every event received to `journal`, in order.
@@ -319,6 +520,27 @@ impl AdvancedHandler {
             // A closed journal means nobody watches any more; the server carries on.
             let _ = journal.unbounded_send(Seen { id, peer, event });
         }
+    }
+
+    /// The CRL's word on a verified certificate, logged; `None` when no CRL is checked
+    /// or the certificate did not verify.
+    fn crl_verdict(&self, id: ConnectionId, report: &ClientCertReport) -> Option<CrlVerdict> {
+        let crl = self.crl.as_ref()?;
+        if !report.valid {
+            return None;
+        }
+        let verdict = crl.check(id, report);
+        match &verdict {
+            CrlVerdict::Good => info!("[{id}] CRL check: not revoked"),
+            CrlVerdict::Revoked(revocation) => info!(
+                "[{id}] CRL check: client certificate revoked: {}",
+                describe_revocation(revocation)
+            ),
+            CrlVerdict::Unusable(why) => {
+                warn!("[{id}] CRL check: CRL unusable, refusing the client: {why}")
+            }
+        }
+        Some(verdict)
     }
 
     fn close_later(&mut self, handle: ConnectionHandle, ctx: &mut Context<Self>) {
@@ -357,7 +579,12 @@ impl Handler<SslDone> for AdvancedHandler {
             Event::SslDone(done.client_cert.clone()),
         );
 
-        let reply = verdict(id, &done.client_cert);
+        let crl = self.crl_verdict(id, &done.client_cert);
+        if let Some(crl) = &crl {
+            self.record(id, Some(done.peer), Event::CrlChecked(crl.clone()));
+        }
+
+        let reply = verdict(id, &done.client_cert, crl.as_ref());
         info!(
             "[{id}] answering {:?}, disconnecting in {} s",
             reply.trim_end(),
@@ -385,10 +612,14 @@ impl Handler<CertRejected> for AdvancedHandler {
     type Result = ();
 
     fn handle(&mut self, rejected: CertRejected, _: &mut Context<Self>) {
-        // Not sent when the handler decides, but harmless to handle.
+        // Only sent when the handshake decides (the `crl` example's --crl-in-handshake).
+        let presented = match rejected.report.leaf() {
+            Some(leaf) => format!(" ({}, serial {})", leaf.subject, leaf.serial_hex()),
+            None => String::new(),
+        };
         info!(
-            "[{}] client certificate rejected: {}",
-            rejected.id, rejected.problem
+            "[{}] client certificate rejected in the handshake: {}{presented}: {}",
+            rejected.id, rejected.problem, rejected.report.verify_text
         );
         self.record(
             rejected.id,
@@ -414,16 +645,25 @@ impl Handler<Disconnect> for AdvancedHandler {
 mod tests {
     use super::*;
 
-    fn parse(words: &[&str]) -> Result<Parsed, String> {
-        Args::parse_from(words.iter().map(|w| w.to_string()), Some(DEFAULT_LISTEN))
+    fn parse_as(extra: Extra, words: &[&str]) -> Result<Parsed, String> {
+        let words = words.iter().map(|w| w.to_string());
+        Args::parse_from(words, Some(DEFAULT_LISTEN), extra)
     }
 
-    fn run(words: &[&str]) -> Args {
-        match parse(words) {
+    fn parse(words: &[&str]) -> Result<Parsed, String> {
+        parse_as(Extra::None, words)
+    }
+
+    fn run_as(extra: Extra, words: &[&str]) -> Args {
+        match parse_as(extra, words) {
             Ok(Parsed::Run(args)) => args,
             Ok(Parsed::Help) => panic!("{words:?} asked for help"),
             Err(message) => panic!("{words:?} failed: {message}"),
         }
+    }
+
+    fn run(words: &[&str]) -> Args {
+        run_as(Extra::None, words)
     }
 
     #[test]
@@ -432,7 +672,10 @@ mod tests {
         assert_eq!(args.listen.as_deref(), Some("127.0.0.1:8443"));
         assert!(args.cert.ends_with("certs/server-ec.pem"));
         assert!(args.cert.is_absolute());
+        assert!(args.client_ca.ends_with("certs/client-ca-bundle.pem"));
+        assert!(args.crl.ends_with("certs/crl.pem"));
         assert!(!args.debug);
+        assert!(!args.crl_in_handshake);
     }
 
     #[test]
@@ -462,9 +705,41 @@ mod tests {
         assert!(parse(&["--cert", "--debug"])
             .unwrap_err()
             .contains("--cert needs a value"));
+        assert!(parse(&["--debug=yes"])
+            .unwrap_err()
+            .contains("--debug takes no value"));
         assert!(parse(&["stray"])
             .unwrap_err()
             .contains("unexpected argument"));
         assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
+    }
+
+    #[test]
+    fn crl_flags_only_where_accepted() {
+        assert!(parse(&["--crl", "x.pem"])
+            .unwrap_err()
+            .contains("unknown option `--crl`"));
+        assert!(parse(&["--crl-in-handshake"])
+            .unwrap_err()
+            .contains("unknown option `--crl-in-handshake`"));
+
+        let args = run_as(Extra::Crl, &["--crl=x.pem", "--crl-in-handshake"]);
+        assert_eq!(args.crl, PathBuf::from("x.pem"));
+        assert!(args.crl_in_handshake);
+        assert!(parse_as(Extra::Crl, &["--crl"])
+            .unwrap_err()
+            .contains("--crl needs a value"));
+    }
+
+    #[test]
+    fn names_reason_codes() {
+        assert_eq!(reason_name(1), "keyCompromise (1)");
+        assert_eq!(reason_name(7), "unknown (7)");
+    }
+
+    #[test]
+    fn formats_dates_like_openssl() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_577_836_800);
+        assert_eq!(date(at), "Jan  1 00:00:00 2020 GMT");
     }
 }
