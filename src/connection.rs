@@ -49,6 +49,8 @@ const READS_PER_TURN: usize = 16;
 /// socket. Closing with unread input would make the kernel send a reset, which can destroy
 /// the last bytes written before the peer reads them.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long a close may go on without a byte moving when no idle timeout is set.
+const CLOSE_STALL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -500,7 +502,7 @@ impl<H: SslHandler> Connection<H> {
                     }
                     // The peer sent close_notify: answer with ours after what is queued.
                     debug!("[{}] peer sent close_notify", self.id);
-                    self.begin_close(DisconnectReason::PeerClosed);
+                    self.begin_close(DisconnectReason::PeerClosed, ctx);
                     return Step::Again;
                 }
                 Poll::Ready(Ok(())) => {
@@ -576,10 +578,38 @@ impl<H: SslHandler> Connection<H> {
     }
 
     /// Starts an orderly close: queued bytes are written, then close_notify is sent.
-    fn begin_close(&mut self, reason: DisconnectReason) {
+    ///
+    /// A peer that stops reading cannot hold the close up for ever: a shutdown gets
+    /// `LINGER` in all, any other close ends once no byte has moved for the idle timeout
+    /// (or `CLOSE_STALL` without one).
+    fn begin_close(&mut self, reason: DisconnectReason, ctx: &mut Context<Self>) {
+        let stall = if reason == DisconnectReason::Shutdown {
+            LINGER
+        } else {
+            self.side.idle_timeout().unwrap_or(CLOSE_STALL)
+        };
         self.closing_reason = reason;
         self.phase = Phase::Flushing;
         self.flow.wake_driver();
+        ctx.run_later(stall, move |act, ctx| act.check_closing(stall, ctx));
+    }
+
+    /// Ends a close that made no progress for `stall` (a shutdown's at once).
+    fn check_closing(&mut self, stall: Duration, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Flushing {
+            // Done already, or lingering under its own deadline.
+            return;
+        }
+        let quiet = self.last_activity.elapsed();
+        if self.closing_reason == DisconnectReason::Shutdown || quiet >= stall {
+            debug!(
+                "[{}] peer took no bytes for {quiet:?} while closing, dropping it",
+                self.id
+            );
+            self.finish(self.closing_reason.clone(), ctx);
+        } else {
+            ctx.run_later(stall - quiet, move |act, ctx| act.check_closing(stall, ctx));
+        }
     }
 
     fn arm_handshake_deadline(&mut self, ctx: &mut Context<Self>) {
@@ -604,7 +634,7 @@ impl<H: SslHandler> Connection<H> {
         let quiet = self.last_activity.elapsed();
         if quiet >= idle {
             debug!("[{}] idle for {quiet:?}, closing", self.id);
-            self.begin_close(DisconnectReason::IdleTimedOut);
+            self.begin_close(DisconnectReason::IdleTimedOut, ctx);
         } else {
             ctx.run_later(idle - quiet, move |act, ctx| act.check_idle(idle, ctx));
         }
@@ -729,7 +759,7 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
             (Command::StartTls { discarded }, _) => self.start_tls(discarded),
             (Command::Close, Phase::Plain | Phase::Established) => {
                 debug!("[{}] close requested by handler", self.id);
-                self.begin_close(DisconnectReason::ClosedByHandler);
+                self.begin_close(DisconnectReason::ClosedByHandler, ctx);
             }
             (Command::Close, Phase::Switching | Phase::Handshaking) => {
                 self.finish(DisconnectReason::ClosedByHandler, ctx);
@@ -737,12 +767,22 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
             (Command::Close, _) => {}
             (Command::Shutdown, Phase::Plain | Phase::Established) => {
                 debug!("[{}] closing for shutdown", self.id);
-                self.begin_close(DisconnectReason::Shutdown);
+                self.begin_close(DisconnectReason::Shutdown, ctx);
             }
             (Command::Shutdown, Phase::Switching | Phase::Handshaking) => {
                 self.finish(DisconnectReason::Shutdown, ctx);
             }
-            (Command::Shutdown, _) => {}
+            (Command::Shutdown, Phase::Flushing | Phase::Lingering) => {
+                // Already closing, perhaps towards a peer that stopped reading: a shutdown
+                // gives it `LINGER` more at most. Cut while still writing, the connection
+                // ends for the shutdown; cut while lingering, it had ended as it meant to.
+                ctx.run_later(LINGER, |act, ctx| match act.phase {
+                    Phase::Flushing => act.finish(DisconnectReason::Shutdown, ctx),
+                    Phase::Lingering => act.finish(act.closing_reason.clone(), ctx),
+                    _ => {}
+                });
+            }
+            (Command::Shutdown, Phase::Done) => {}
         }
     }
 }
