@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod crl;
+pub mod served;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
