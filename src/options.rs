@@ -37,7 +37,7 @@ pub enum ClientCertMode {
 /// [`build`](Options::build).
 ///
 /// The defaults: TLS 1.2 and 1.3, no client certificate, verify depth 5, handshake
-/// deadline 10 s, at most 256 handshakes and 10,000 connections at once, no idle timeout,
+/// deadline 10 s, at most 2,048 handshakes and 10,000 connections at once, no idle timeout,
 /// write queue marks of 256 KiB / 1 MiB / 16 MiB, one worker thread per core, one TLS 1.3
 /// session ticket, step logging off.
 ///
@@ -85,7 +85,7 @@ pub(crate) struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_handshakes: 256,
+            max_handshakes: 2048,
             max_connections: 10_000,
             idle_timeout: None,
             water_marks: WaterMarks {
@@ -188,11 +188,16 @@ impl Options {
         self
     }
 
-    /// Caps the handshakes in progress at once; defaults to 256.
+    /// Caps the handshakes in progress at once; defaults to 2,048.
     ///
     /// At the cap the listener stops accepting and the kernel's backlog holds newcomers;
     /// accepting resumes as soon as a handshake ends. Accepting and then dropping would
     /// waste the work of the TCP handshake and tell the client nothing.
+    ///
+    /// A client that connects and goes silent holds its slot until the handshake deadline,
+    /// so a low cap lets a handful of silent clients lock everyone else out for that long.
+    /// The default keeps a thousand stalled handshakes from doing so; a silent handshake
+    /// costs a few KiB (its read buffer is released while it waits).
     pub fn max_handshakes(mut self, count: usize) -> Self {
         self.limits.max_handshakes = count.max(1);
         self
