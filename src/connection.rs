@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use actix::{
     Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Recipient, Running,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use log::{debug, log, trace, warn, Level};
 use openssl::error::ErrorStack;
 use openssl::ssl::{self, ErrorCode, Ssl, SslVerifyMode};
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
 
 use crate::connector::ConnectorConfig;
 use crate::events::{
@@ -49,6 +50,8 @@ const READS_PER_TURN: usize = 16;
 /// socket. Closing with unread input would make the kernel send a reset, which can destroy
 /// the last bytes written before the peer reads them.
 const LINGER: Duration = Duration::from_secs(2);
+/// How often a STARTTLS switch waiting for a handshake slot looks again.
+const SLOT_RETRY: Duration = Duration::from_millis(20);
 /// How long a close may go on without a byte moving when no idle timeout is set.
 const CLOSE_STALL: Duration = Duration::from_secs(10);
 
@@ -183,6 +186,8 @@ pub(crate) struct Connection<H: SslHandler> {
     handle: Option<ConnectionHandle>,
     /// Bytes to write, in order.
     outbound: VecDeque<Bytes>,
+    /// Where reads land; empty, with no capacity, while the connection is idle.
+    read_buf: BytesMut,
     /// Bytes put after `StartTls`, held until the handshake is done.
     after_handshake: VecDeque<Bytes>,
     flow: Arc<Flow>,
@@ -190,6 +195,8 @@ pub(crate) struct Connection<H: SslHandler> {
     closing_reason: DisconnectReason,
     last_activity: Instant,
     seat: Option<Seat>,
+    /// A STARTTLS switch waiting for a handshake slot has its next look scheduled.
+    slot_retry_armed: bool,
     disconnected: bool,
     step_level: Level,
 }
@@ -243,11 +250,13 @@ impl<H: SslHandler> Connection<H> {
             phase,
             handle: None,
             outbound: VecDeque::new(),
+            read_buf: BytesMut::new(),
             after_handshake: VecDeque::new(),
             flow,
             closing_reason: DisconnectReason::ClosedByHandler,
             last_activity: Instant::now(),
             seat,
+            slot_retry_armed: false,
             disconnected: false,
             step_level,
         });
@@ -420,6 +429,24 @@ impl<H: SslHandler> Connection<H> {
         if !self.outbound.is_empty() {
             return Step::Wait;
         }
+        // A switch is a handshake like any other, under the listener's handshake cap.
+        if let Some(seat) = &mut self.seat {
+            if seat.handshake.is_none() {
+                match Counted::try_handshake(&seat.shared) {
+                    Some(slot) => seat.handshake = Some(slot),
+                    None => {
+                        if !mem::replace(&mut self.slot_retry_armed, true) {
+                            trace!("[{}] STARTTLS waits for a handshake slot", self.id);
+                            ctx.run_later(SLOT_RETRY, |act, _| {
+                                act.slot_retry_armed = false;
+                                act.flow.wake_driver();
+                            });
+                        }
+                        return Step::Wait;
+                    }
+                }
+            }
+        }
         let ssl = match self.side.ssl(self.id, &self.record) {
             Ok(ssl) => ssl,
             Err(error) => {
@@ -431,12 +458,8 @@ impl<H: SslHandler> Connection<H> {
             return Step::End(DisconnectReason::HandshakeFailed(error.to_string()));
         }
         debug!("[{}] plaintext done, starting the TLS handshake", self.id);
-        if let Some(seat) = &mut self.seat {
-            seat.handshake = Some(Counted::handshake(&seat.shared));
-        }
         self.flow.set_tls_state(TlsState::Tls);
         self.phase = Phase::Handshaking;
-        self.arm_handshake_deadline(ctx);
         Step::Again
     }
 
@@ -482,17 +505,28 @@ impl<H: SslHandler> Connection<H> {
         } else {
             1
         };
-        let mut buf = [0u8; READ_CHUNK];
         for _ in 0..READS_PER_TURN {
             if !self.flow.input_allowed(allowed) {
                 // The handler is behind; the credit it returns wakes this driver.
                 trace!("[{}] reading paused until the handler catches up", self.id);
                 return Step::Wait;
             }
-            let mut read_buf = ReadBuf::new(&mut buf);
-            match self.transport.poll_read(task, &mut read_buf) {
-                Poll::Pending => return Step::Wait,
-                Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
+            if !tls && self.flow.tls_requested() {
+                // The handler has asked for TLS: whatever comes next is for the handshake.
+                return Step::Wait;
+            }
+            if self.read_buf.capacity() < READ_CHUNK {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            match poll_read_buf(Pin::new(&mut self.transport), task, &mut self.read_buf) {
+                Poll::Pending => {
+                    // Nothing to read: an idle connection keeps no read buffer.
+                    if self.read_buf.is_empty() {
+                        self.read_buf = BytesMut::new();
+                    }
+                    return Step::Wait;
+                }
+                Poll::Ready(Ok(0)) => {
                     let eof = self.transport.socket().is_some_and(|socket| socket.eof);
                     if tls && eof {
                         return Step::End(DisconnectReason::PeerTruncated);
@@ -505,8 +539,9 @@ impl<H: SslHandler> Connection<H> {
                     self.begin_close(DisconnectReason::PeerClosed, ctx);
                     return Step::Again;
                 }
-                Poll::Ready(Ok(())) => {
-                    let data = Bytes::copy_from_slice(read_buf.filled());
+                Poll::Ready(Ok(_)) => {
+                    // The bytes go to the handler as they are, without a copy.
+                    let data = self.read_buf.split().freeze();
                     trace!("[{}] read {} bytes", self.id, data.len());
                     self.last_activity = Instant::now();
                     let handle = self.handle(ctx);
@@ -614,7 +649,7 @@ impl<H: SslHandler> Connection<H> {
 
     fn arm_handshake_deadline(&mut self, ctx: &mut Context<Self>) {
         ctx.run_later(self.side.handshake_timeout(), |act, ctx| {
-            if act.phase == Phase::Handshaking {
+            if matches!(act.phase, Phase::Switching | Phase::Handshaking) {
                 log!(
                     act.step_level,
                     "[{}] handshake step: deadline passed",
@@ -628,7 +663,7 @@ impl<H: SslHandler> Connection<H> {
     /// Closes the connection if nothing moved for the idle timeout; otherwise looks again
     /// when the timeout would next expire.
     fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
-        if self.phase != Phase::Established {
+        if !matches!(self.phase, Phase::Plain | Phase::Established) {
             return;
         }
         let quiet = self.last_activity.elapsed();
@@ -662,7 +697,7 @@ impl<H: SslHandler> Connection<H> {
         });
     }
 
-    fn start_tls(&mut self, discarded: usize) {
+    fn start_tls(&mut self, discarded: usize, ctx: &mut Context<Self>) {
         if self.phase != Phase::Plain {
             debug!("[{}] STARTTLS ignored in phase {:?}", self.id, self.phase);
             return;
@@ -679,6 +714,8 @@ impl<H: SslHandler> Connection<H> {
             self.id
         );
         self.phase = Phase::Switching;
+        // Waiting for a handshake slot counts against the deadline too.
+        self.arm_handshake_deadline(ctx);
         self.flow.wake_driver();
     }
 }
@@ -704,6 +741,9 @@ impl<H: SslHandler> Actor for Connection<H> {
         if self.phase == Phase::Handshaking {
             self.arm_handshake_deadline(ctx);
         } else if let Some(connected) = self.connected.clone() {
+            if let Some(idle) = self.side.idle_timeout() {
+                ctx.run_later(idle, move |act, ctx| act.check_idle(idle, ctx));
+            }
             let handle = self.handle(ctx);
             connected.do_send(Connected {
                 id: self.id,
@@ -756,12 +796,17 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
                     data.len()
                 );
             }
-            (Command::StartTls { discarded }, _) => self.start_tls(discarded),
+            (Command::StartTls { discarded }, _) => self.start_tls(discarded, ctx),
             (Command::Close, Phase::Plain | Phase::Established) => {
                 debug!("[{}] close requested by handler", self.id);
                 self.begin_close(DisconnectReason::ClosedByHandler, ctx);
             }
-            (Command::Close, Phase::Switching | Phase::Handshaking) => {
+            (Command::Close, Phase::Switching) => {
+                // Still plaintext: the go-ahead and what came before it are sent first.
+                debug!("[{}] close requested by handler before the switch", self.id);
+                self.begin_close(DisconnectReason::ClosedByHandler, ctx);
+            }
+            (Command::Close, Phase::Handshaking) => {
                 self.finish(DisconnectReason::ClosedByHandler, ctx);
             }
             (Command::Close, _) => {}
@@ -769,7 +814,10 @@ impl<H: SslHandler> Handler<Command> for Connection<H> {
                 debug!("[{}] closing for shutdown", self.id);
                 self.begin_close(DisconnectReason::Shutdown, ctx);
             }
-            (Command::Shutdown, Phase::Switching | Phase::Handshaking) => {
+            (Command::Shutdown, Phase::Switching) => {
+                self.begin_close(DisconnectReason::Shutdown, ctx);
+            }
+            (Command::Shutdown, Phase::Handshaking) => {
                 self.finish(DisconnectReason::Shutdown, ctx);
             }
             (Command::Shutdown, Phase::Flushing | Phase::Lingering) => {

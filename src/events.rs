@@ -257,9 +257,7 @@ pub enum StartTlsError {
 impl fmt::Display for StartTlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            StartTlsError::AlreadyTls => {
-                "connection is already TLS (STARTTLS needs a listener that starts in plaintext)"
-            }
+            StartTlsError::AlreadyTls => "connection is already TLS",
             StartTlsError::AlreadyRequested => "STARTTLS was already requested",
             StartTlsError::Ended => "connection has ended",
         })
@@ -317,7 +315,8 @@ pub enum DisconnectReason {
     PeerAlert(String),
     /// The handler asked for [`close`](ConnectionHandle::close).
     ClosedByHandler,
-    /// The client certificate was refused in the handshake (see [`CertRejected`]).
+    /// The peer's certificate was refused in the handshake (see [`CertRejected`]): the
+    /// client's on a listener, the server's on a [`Connector`](crate::Connector).
     CertRejected(CertProblem),
     /// The handshake failed; the text is OpenSSL's reason (e.g. `http request`).
     HandshakeFailed(String),
@@ -346,7 +345,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::PeerAlert(alert) => write!(f, "peer sent alert: {alert}"),
             DisconnectReason::ClosedByHandler => f.write_str("closed by handler"),
             DisconnectReason::CertRejected(problem) => {
-                write!(f, "client certificate rejected: {problem}")
+                write!(f, "peer certificate rejected: {problem}")
             }
             DisconnectReason::HandshakeFailed(reason) => write!(f, "handshake failed: {reason}"),
             DisconnectReason::HandshakeTimedOut => f.write_str("handshake timed out"),

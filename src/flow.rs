@@ -112,6 +112,12 @@ impl Flow {
         self.tls_state.store(state as u8, Ordering::Release);
     }
 
+    /// Whether the handler has asked for the STARTTLS switch (set before the handler
+    /// lets go of the input that carried the command).
+    pub(crate) fn tls_requested(&self) -> bool {
+        self.tls_state.load(Ordering::Acquire) == TlsState::Requested as u8
+    }
+
     /// Claims the one STARTTLS switch of a plaintext connection.
     pub(crate) fn request_tls(&self) -> Result<(), TlsState> {
         self.tls_state

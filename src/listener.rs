@@ -503,6 +503,12 @@ impl Counted {
         Counted::new(shared, Slot::Handshake)
     }
 
+    /// One handshake in progress, if the cap leaves room for it.
+    pub(crate) fn try_handshake(shared: &Arc<Shared>) -> Option<Self> {
+        let room = shared.handshaking.load(Ordering::Acquire) < shared.max_handshakes;
+        room.then(|| Counted::handshake(shared))
+    }
+
     /// One open connection.
     pub(crate) fn open(shared: &Arc<Shared>) -> Self {
         Counted::new(shared, Slot::Open)

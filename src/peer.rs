@@ -33,6 +33,9 @@ const ERR_SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
 const ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
 const ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
 pub(crate) const ERR_CERT_REVOKED: i32 = 23;
+const ERR_HOSTNAME_MISMATCH: i32 = 62;
+const ERR_EMAIL_MISMATCH: i32 = 63;
+const ERR_IP_ADDRESS_MISMATCH: i32 = 64;
 const ERR_CERT_UNTRUSTED: i32 = 27;
 
 /// One certificate of the chain a client presented.
@@ -212,6 +215,9 @@ pub enum CertProblem {
     Revoked,
     /// The CRL needed to decide is unusable (expired, missing, malformed, bad signature).
     CrlUnusable,
+    /// The certificate is not for the name (or address) that was dialed; only on a
+    /// [`Connector`](crate::Connector).
+    NameMismatch,
     /// Any other verification failure; the report's `verify_text` says which.
     Invalid,
 }
@@ -343,6 +349,7 @@ impl fmt::Display for CertProblem {
             CertProblem::NotYetValid => "not yet valid",
             CertProblem::Revoked => "revoked",
             CertProblem::CrlUnusable => "CRL unusable",
+            CertProblem::NameMismatch => "name mismatch",
             CertProblem::Invalid => "invalid",
         })
     }
@@ -506,6 +513,9 @@ pub(crate) fn problem_of(code: i32) -> CertProblem {
         | ERR_CRL_SIGNATURE_FAILURE
         | ERR_CRL_NOT_YET_VALID
         | ERR_CRL_HAS_EXPIRED => CertProblem::CrlUnusable,
+        ERR_HOSTNAME_MISMATCH | ERR_EMAIL_MISMATCH | ERR_IP_ADDRESS_MISMATCH => {
+            CertProblem::NameMismatch
+        }
         ERR_UNABLE_TO_GET_ISSUER_CERT
         | ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
         | ERR_DEPTH_ZERO_SELF_SIGNED_CERT

@@ -184,6 +184,16 @@ impl Transport {
     }
 }
 
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Transport::poll_read(self.get_mut(), cx, buf)
+    }
+}
+
 fn switching() -> io::Error {
     io::Error::other("stream is switching to TLS")
 }

@@ -5,6 +5,7 @@
 
 pub mod crl;
 pub mod served;
+pub mod starttls;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
