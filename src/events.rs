@@ -47,6 +47,11 @@ impl Message for Command {
 /// connection are dropped.
 #[derive(Clone)]
 pub struct ConnectionHandle {
+    // Shared, so that handing a handle out with every event costs one counter increment.
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
     id: ConnectionId,
     commands: Recipient<Command>,
     flow: Arc<Flow>,
@@ -64,12 +69,14 @@ pub struct PutStatus {
 
 impl ConnectionHandle {
     pub(crate) fn new(id: ConnectionId, commands: Recipient<Command>, flow: Arc<Flow>) -> Self {
-        ConnectionHandle { id, commands, flow }
+        ConnectionHandle {
+            inner: Arc::new(HandleInner { id, commands, flow }),
+        }
     }
 
     /// The connection's id.
     pub fn id(&self) -> ConnectionId {
-        self.id
+        self.inner.id
     }
 
     /// Queues bytes to be written to the client, in order.
@@ -85,11 +92,11 @@ impl ConnectionHandle {
     /// connection with [`DisconnectReason::WriteQueueOverflow`], so memory stays bounded.
     pub fn put(&self, data: impl Into<Bytes>) -> PutStatus {
         let data = data.into();
-        let queued = self.flow.add_queued(data.len());
-        self.commands.do_send(Command::Put(data));
+        let queued = self.inner.flow.add_queued(data.len());
+        self.inner.commands.do_send(Command::Put(data));
         PutStatus {
             queued,
-            full: queued >= self.flow.marks().high,
+            full: queued >= self.inner.flow.marks().high,
         }
     }
 
@@ -112,18 +119,18 @@ impl ConnectionHandle {
     }
 
     fn request_tls(&self, discarded: usize) -> Result<(), StartTlsError> {
-        self.flow.request_tls().map_err(|state| match state {
+        self.inner.flow.request_tls().map_err(|state| match state {
             TlsState::Requested => StartTlsError::AlreadyRequested,
             TlsState::Tls => StartTlsError::AlreadyTls,
             _ => StartTlsError::Ended,
         })?;
-        self.commands.do_send(Command::StartTls { discarded });
+        self.inner.commands.do_send(Command::StartTls { discarded });
         Ok(())
     }
 
     /// Bytes put but not yet written to the socket.
     pub fn queued(&self) -> usize {
-        self.flow.queued()
+        self.inner.flow.queued()
     }
 
     /// A future that resolves once the write queue is at or below its low-water mark
@@ -131,9 +138,9 @@ impl ConnectionHandle {
     ///
     /// In an actor: `ctx.wait(handle.drained().into_actor(self).map(|_, act, ctx| …))`.
     pub fn drained(&self) -> Drained {
-        let commands = self.commands.clone();
+        let commands = self.inner.commands.clone();
         Drained::new(
-            Arc::clone(&self.flow),
+            Arc::clone(&self.inner.flow),
             Box::new(move || !commands.connected()),
         )
     }
@@ -143,19 +150,19 @@ impl ConnectionHandle {
     /// The handler then gets [`Disconnect`] with [`DisconnectReason::ClosedByHandler`]. A
     /// delayed disconnect is `ctx.run_later(delay, move |_, _| handle.close())`.
     pub fn close(&self) {
-        self.commands.do_send(Command::Close);
+        self.inner.commands.do_send(Command::Close);
     }
 
     /// Whether the connection is still running (it may end at any moment).
     pub fn connected(&self) -> bool {
-        self.commands.connected()
+        self.inner.commands.connected()
     }
 }
 
 impl fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionHandle")
-            .field("id", &self.id)
+            .field("id", &self.inner.id)
             .finish_non_exhaustive()
     }
 }
