@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Recipient, Running,
+    SpawnHandle,
 };
 use bytes::{Bytes, BytesMut};
 use log::{debug, log, trace, warn, Level};
@@ -195,6 +196,8 @@ pub(crate) struct Connection<H: SslHandler> {
     closing_reason: DisconnectReason,
     last_activity: Instant,
     seat: Option<Seat>,
+    /// The handshake deadline's timer, cancelled once the handshake is done.
+    deadline: Option<SpawnHandle>,
     /// A STARTTLS switch waiting for a handshake slot has its next look scheduled.
     slot_retry_armed: bool,
     disconnected: bool,
@@ -256,6 +259,7 @@ impl<H: SslHandler> Connection<H> {
             closing_reason: DisconnectReason::ClosedByHandler,
             last_activity: Instant::now(),
             seat,
+            deadline: None,
             slot_retry_armed: false,
             disconnected: false,
             step_level,
@@ -351,6 +355,9 @@ impl<H: SslHandler> Connection<H> {
         self.phase = Phase::Established;
         if let Some(seat) = &mut self.seat {
             seat.handshake = None;
+        }
+        if let Some(timer) = self.deadline.take() {
+            ctx.cancel_future(timer);
         }
         self.last_activity = Instant::now();
         if let Some(idle) = self.side.idle_timeout() {
@@ -577,6 +584,10 @@ impl<H: SslHandler> Connection<H> {
                     self.last_activity = Instant::now();
                     if written >= front.len() {
                         self.outbound.pop_front();
+                        if self.outbound.is_empty() {
+                            // An idle connection keeps no queue storage.
+                            self.outbound = VecDeque::new();
+                        }
                     } else {
                         let _ = front.split_to(written);
                     }
@@ -648,7 +659,7 @@ impl<H: SslHandler> Connection<H> {
     }
 
     fn arm_handshake_deadline(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_later(self.side.handshake_timeout(), |act, ctx| {
+        let timer = ctx.run_later(self.side.handshake_timeout(), |act, ctx| {
             if matches!(act.phase, Phase::Switching | Phase::Handshaking) {
                 log!(
                     act.step_level,
@@ -658,6 +669,7 @@ impl<H: SslHandler> Connection<H> {
                 act.finish(DisconnectReason::HandshakeTimedOut, ctx);
             }
         });
+        self.deadline = Some(timer);
     }
 
     /// Closes the connection if nothing moved for the idle timeout; otherwise looks again
