@@ -11,16 +11,30 @@
 //!
 //! # Client certificates, three ways
 //!
+//! No certificate is requested unless asked for. When one is:
+//!
 //! 1. **Reject in the handshake** ([`Options::require_client_cert`]): a missing or bad
 //!    certificate fails the handshake; the handler gets [`CertRejected`] then
 //!    [`Disconnect`], and never sees data from that client.
 //! 2. **Decide in the handler** ([`Options::request_client_cert`]): the handshake completes
 //!    and [`SslDone::client_cert`] says whether a certificate was presented, whether it is
 //!    valid, OpenSSL's verify result and depth, and the chain.
-//! 3. **Neither**: no certificate is requested (the default).
+//! 3. **Also check a CRL**, in the handshake ([`Options::crl_file`]) or in the handler
+//!    ([`CrlSet::check`]), with the same rules in both places and reloads when the file
+//!    changes.
 //!
 //! Each connection's report comes from its own verify callback; no connection can see
 //! another's.
+//!
+//! # Beyond the handshake
+//!
+//! - [`Listener::bind_starttls`] starts connections in plaintext for protocols that upgrade
+//!   with a STARTTLS-style command; see [`ConnectionHandle::start_tls`].
+//! - [`Connector`] dials TLS servers with the same events and commands.
+//! - [`ConnectionHandle::put`] reports when the write queue is full and
+//!   [`ConnectionHandle::drained`] resolves when it has drained; reading pauses while the
+//!   handler is behind, so memory stays bounded both ways.
+//! - [`ListenerHandle::shutdown`] stops accepting and closes connections gracefully.
 //!
 //! # Examples
 //!
