@@ -44,6 +44,8 @@ use crate::SslHandler;
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 16 * 1024;
+/// Reads of at most this many bytes are copied out of the read buffer.
+const SMALL_READ: usize = 2048;
 /// Reads taken in one turn before yielding, so that a peer sending flat out cannot keep
 /// the thread from other connections.
 const READS_PER_TURN: usize = 16;
@@ -547,8 +549,16 @@ impl<H: SslHandler> Connection<H> {
                     return Step::Again;
                 }
                 Poll::Ready(Ok(_)) => {
-                    // The bytes go to the handler as they are, without a copy.
-                    let data = self.read_buf.split().freeze();
+                    // Large reads go to the handler without a copy. Small ones are copied
+                    // out, so that a handler keeping many small inputs does not keep a
+                    // whole read buffer alive with each.
+                    let data = if self.read_buf.len() <= SMALL_READ {
+                        let data = Bytes::copy_from_slice(&self.read_buf);
+                        self.read_buf.clear();
+                        data
+                    } else {
+                        self.read_buf.split().freeze()
+                    };
                     trace!("[{}] read {} bytes", self.id, data.len());
                     self.last_activity = Instant::now();
                     let handle = self.handle(ctx);
