@@ -19,8 +19,7 @@ use std::task::{self, Poll};
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Handler, Recipient, Running,
-    SpawnHandle,
+    Actor, ActorContext, ActorFuture, Addr, AsyncContext, Context, Recipient, Running, SpawnHandle,
 };
 use bytes::{Bytes, BytesMut};
 use log::{debug, log, trace, warn, Level};
@@ -272,6 +271,12 @@ impl<H: SslHandler> Connection<H> {
     /// Takes every step the socket allows right now. `Ready` means the connection is over.
     fn drive(&mut self, ctx: &mut Context<Self>, task: &mut task::Context<'_>) -> Poll<()> {
         self.flow.register_driver(task.waker());
+        for command in self.flow.take_commands() {
+            self.obey(command, ctx);
+            if self.phase == Phase::Done {
+                return Poll::Ready(());
+            }
+        }
 
         loop {
             let step = match self.phase {
@@ -292,11 +297,9 @@ impl<H: SslHandler> Connection<H> {
         }
     }
 
-    fn handle(&mut self, ctx: &mut Context<Self>) -> ConnectionHandle {
+    fn handle(&mut self) -> ConnectionHandle {
         self.handle
-            .get_or_insert_with(|| {
-                ConnectionHandle::new(self.id, ctx.address().recipient(), Arc::clone(&self.flow))
-            })
+            .get_or_insert_with(|| ConnectionHandle::new(self.id, Arc::clone(&self.flow)))
             .clone()
     }
 
@@ -329,7 +332,7 @@ impl<H: SslHandler> Connection<H> {
     }
 
     fn on_established(&mut self, ctx: &mut Context<Self>) {
-        let handle = self.handle(ctx);
+        let handle = self.handle();
         let Some(stream) = self.transport.tls() else {
             return;
         };
@@ -561,7 +564,7 @@ impl<H: SslHandler> Connection<H> {
                     };
                     trace!("[{}] read {} bytes", self.id, data.len());
                     self.last_activity = Instant::now();
-                    let handle = self.handle(ctx);
+                    let handle = self.handle();
                     self.handler.do_send(ClientInput {
                         id: self.id,
                         handle,
@@ -757,7 +760,7 @@ impl<H: SslHandler> Actor for Connection<H> {
             self.peer
         );
         if let Some(seat) = &self.seat {
-            seat.shared.register(self.id, ctx.address().recipient());
+            seat.shared.register(self.id, Arc::clone(&self.flow));
         }
         ctx.spawn(Driver);
         if self.phase == Phase::Handshaking {
@@ -766,7 +769,7 @@ impl<H: SslHandler> Actor for Connection<H> {
             if let Some(idle) = self.side.idle_timeout() {
                 ctx.run_later(idle, move |act, ctx| act.check_idle(idle, ctx));
             }
-            let handle = self.handle(ctx);
+            let handle = self.handle();
             connected.do_send(Connected {
                 id: self.id,
                 handle,
@@ -788,10 +791,9 @@ impl<H: SslHandler> Actor for Connection<H> {
     }
 }
 
-impl<H: SslHandler> Handler<Command> for Connection<H> {
-    type Result = ();
-
-    fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
+impl<H: SslHandler> Connection<H> {
+    /// Carries out one command from the handle (or the listener), in the order given.
+    fn obey(&mut self, command: Command, ctx: &mut Context<Self>) {
         match (command, self.phase) {
             (Command::Put(data), Phase::Plain | Phase::Established) => {
                 let limit = self.flow.marks().limit;

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix::{Actor, Context, Handler, Message, Recipient};
+use actix::{Actor, Context, Handler, Message};
 use bytes::Bytes;
 
 use crate::flow::{Drained, Flow, InputCredit, TlsState};
@@ -37,10 +37,6 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-impl Message for Command {
-    type Result = ();
-}
-
 /// The handler's way to write to and close one connection.
 ///
 /// Cheap to clone and safe to keep after the connection has ended: commands to an ended
@@ -53,7 +49,6 @@ pub struct ConnectionHandle {
 
 struct HandleInner {
     id: ConnectionId,
-    commands: Recipient<Command>,
     flow: Arc<Flow>,
 }
 
@@ -68,9 +63,9 @@ pub struct PutStatus {
 }
 
 impl ConnectionHandle {
-    pub(crate) fn new(id: ConnectionId, commands: Recipient<Command>, flow: Arc<Flow>) -> Self {
+    pub(crate) fn new(id: ConnectionId, flow: Arc<Flow>) -> Self {
         ConnectionHandle {
-            inner: Arc::new(HandleInner { id, commands, flow }),
+            inner: Arc::new(HandleInner { id, flow }),
         }
     }
 
@@ -93,7 +88,7 @@ impl ConnectionHandle {
     pub fn put(&self, data: impl Into<Bytes>) -> PutStatus {
         let data = data.into();
         let queued = self.inner.flow.add_queued(data.len());
-        self.inner.commands.do_send(Command::Put(data));
+        self.inner.flow.command(Command::Put(data));
         PutStatus {
             queued,
             full: queued >= self.inner.flow.marks().high,
@@ -124,7 +119,7 @@ impl ConnectionHandle {
             TlsState::Tls => StartTlsError::AlreadyTls,
             _ => StartTlsError::Ended,
         })?;
-        self.inner.commands.do_send(Command::StartTls { discarded });
+        self.inner.flow.command(Command::StartTls { discarded });
         Ok(())
     }
 
@@ -138,11 +133,7 @@ impl ConnectionHandle {
     ///
     /// In an actor: `ctx.wait(handle.drained().into_actor(self).map(|_, act, ctx| …))`.
     pub fn drained(&self) -> Drained {
-        let commands = self.inner.commands.clone();
-        Drained::new(
-            Arc::clone(&self.inner.flow),
-            Box::new(move || !commands.connected()),
-        )
+        Drained::new(Arc::clone(&self.inner.flow))
     }
 
     /// Writes whatever was put, sends TLS close_notify and closes the connection.
@@ -150,12 +141,12 @@ impl ConnectionHandle {
     /// The handler then gets [`Disconnect`] with [`DisconnectReason::ClosedByHandler`]. A
     /// delayed disconnect is `ctx.run_later(delay, move |_, _| handle.close())`.
     pub fn close(&self) {
-        self.inner.commands.do_send(Command::Close);
+        self.inner.flow.command(Command::Close);
     }
 
     /// Whether the connection is still running (it may end at any moment).
     pub fn connected(&self) -> bool {
-        self.inner.commands.connected()
+        !self.inner.flow.ended()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Flow control between one connection and its handler: how many bytes wait to be
 //! written, and how many reads the handler has not finished with.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -8,6 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures::task::AtomicWaker;
+
+use crate::events::Command;
 
 /// Reads delivered to the handler but not yet dropped by it; past this the connection
 /// stops reading from its socket until the handler catches up.
@@ -38,6 +41,8 @@ pub(crate) enum TlsState {
 pub(crate) struct Flow {
     marks: WaterMarks,
     tls_state: AtomicU8,
+    /// Commands from the handle, in the order given; the driver takes them on its next turn.
+    commands: Mutex<VecDeque<Command>>,
     queued: AtomicUsize,
     unfinished_inputs: AtomicUsize,
     /// The connection's driver, woken when the handler finishes with an input.
@@ -51,11 +56,43 @@ impl Flow {
         Arc::new(Flow {
             marks,
             tls_state: AtomicU8::new(tls_state as u8),
+            commands: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             unfinished_inputs: AtomicUsize::new(0),
             driver: AtomicWaker::new(),
             drain_waiters: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Queues a command for the connection and wakes its driver. Commands to a connection
+    /// that has ended are dropped.
+    pub(crate) fn command(&self, command: Command) {
+        if self.ended() {
+            if let Command::Put(data) = &command {
+                self.remove_queued(data.len());
+            }
+            return;
+        }
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(command);
+        self.wake_driver();
+    }
+
+    /// Takes every command queued so far.
+    pub(crate) fn take_commands(&self) -> VecDeque<Command> {
+        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        if commands.is_empty() {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut *commands)
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub(crate) fn ended(&self) -> bool {
+        self.tls_state.load(Ordering::Acquire) == TlsState::Ended as u8
     }
 
     /// Counts bytes put by the handler; returns the new queue length.
@@ -162,16 +199,15 @@ impl Drop for InputCredit {
 #[must_use = "futures do nothing unless polled"]
 pub struct Drained {
     flow: Arc<Flow>,
-    closed: Box<dyn Fn() -> bool + Send>,
 }
 
 impl Drained {
-    pub(crate) fn new(flow: Arc<Flow>, closed: Box<dyn Fn() -> bool + Send>) -> Self {
-        Drained { flow, closed }
+    pub(crate) fn new(flow: Arc<Flow>) -> Self {
+        Drained { flow }
     }
 
     fn ready(&self) -> bool {
-        self.flow.queued() <= self.flow.marks.low || (self.closed)()
+        self.flow.queued() <= self.flow.marks.low || self.flow.ended()
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::time::{sleep, Sleep};
 use crate::connection::{Connection, Seat, Side};
 use crate::error::ListenerError;
 use crate::events::{Command, Connected, ConnectionId};
+use crate::flow::Flow;
 use crate::options::TlsConfig;
 use crate::SslHandler;
 
@@ -417,7 +418,7 @@ pub(crate) struct Shared {
     max_connections: usize,
     /// The acceptor, woken when a slot frees up.
     acceptor: AtomicWaker,
-    connections: Mutex<HashMap<ConnectionId, Recipient<Command>>>,
+    connections: Mutex<HashMap<ConnectionId, Arc<Flow>>>,
 }
 
 impl Shared {
@@ -449,7 +450,7 @@ impl Shared {
         room()
     }
 
-    pub(crate) fn register(&self, id: ConnectionId, commands: Recipient<Command>) {
+    pub(crate) fn register(&self, id: ConnectionId, commands: Arc<Flow>) {
         self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -470,7 +471,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for commands in connections.values() {
-            commands.do_send(Command::Shutdown);
+            commands.command(Command::Shutdown);
         }
         connections.len()
     }
