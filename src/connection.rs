@@ -54,6 +54,9 @@ const READS_PER_TURN: usize = 16;
 const LINGER: Duration = Duration::from_secs(2);
 /// How often a STARTTLS switch waiting for a handshake slot looks again.
 const SLOT_RETRY: Duration = Duration::from_millis(20);
+/// How long a plaintext (pre-STARTTLS) connection may go without a byte moving when no
+/// idle timeout is set.
+const PLAINTEXT_IDLE: Duration = Duration::from_secs(60);
 /// How long a close may go on without a byte moving when no idle timeout is set.
 const CLOSE_STALL: Duration = Duration::from_secs(10);
 
@@ -120,6 +123,14 @@ impl Side {
                 }
                 Ok(ssl)
             }
+        }
+    }
+
+    /// The configured CAs for the peer's certificate (none known on the client side).
+    fn anchors(&self) -> &[openssl::x509::X509] {
+        match self {
+            Side::Server(config) => config.client_cas(),
+            Side::Client { .. } => &[],
         }
     }
 
@@ -339,7 +350,7 @@ impl<H: SslHandler> Connection<H> {
         let ssl = stream.ssl();
         let report = {
             let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-            ClientCertReport::from_ssl(ssl, &record)
+            ClientCertReport::from_ssl(ssl, &record, self.side.anchors())
         };
         let protocol = ssl.version_str();
         let cipher = ssl
@@ -366,7 +377,9 @@ impl<H: SslHandler> Connection<H> {
         }
         self.last_activity = Instant::now();
         if let Some(idle) = self.side.idle_timeout() {
-            ctx.run_later(idle, move |act, ctx| act.check_idle(idle, ctx));
+            ctx.run_later(idle, move |act, ctx| {
+                act.check_idle(idle, Phase::Established, ctx)
+            });
         }
         self.outbound.append(&mut self.after_handshake);
         self.handler.do_send(SslDone {
@@ -393,7 +406,9 @@ impl<H: SslHandler> Connection<H> {
                 let report = {
                     let record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
                     match self.transport.tls() {
-                        Some(stream) => ClientCertReport::from_ssl(stream.ssl(), &record),
+                        Some(stream) => {
+                            ClientCertReport::from_ssl(stream.ssl(), &record, self.side.anchors())
+                        }
                         None => ClientCertReport::default(),
                     }
                 };
@@ -685,10 +700,10 @@ impl<H: SslHandler> Connection<H> {
         self.deadline = Some(timer);
     }
 
-    /// Closes the connection if nothing moved for the idle timeout; otherwise looks again
-    /// when the timeout would next expire.
-    fn check_idle(&mut self, idle: Duration, ctx: &mut Context<Self>) {
-        if !matches!(self.phase, Phase::Plain | Phase::Established) {
+    /// Closes the connection if nothing moved for `idle` while it is in `phase`;
+    /// otherwise looks again when that would next be the case.
+    fn check_idle(&mut self, idle: Duration, phase: Phase, ctx: &mut Context<Self>) {
+        if self.phase != phase {
             return;
         }
         let quiet = self.last_activity.elapsed();
@@ -696,7 +711,9 @@ impl<H: SslHandler> Connection<H> {
             debug!("[{}] idle for {quiet:?}, closing", self.id);
             self.begin_close(DisconnectReason::IdleTimedOut, ctx);
         } else {
-            ctx.run_later(idle - quiet, move |act, ctx| act.check_idle(idle, ctx));
+            ctx.run_later(idle - quiet, move |act, ctx| {
+                act.check_idle(idle, phase, ctx)
+            });
         }
     }
 
@@ -766,9 +783,12 @@ impl<H: SslHandler> Actor for Connection<H> {
         if self.phase == Phase::Handshaking {
             self.arm_handshake_deadline(ctx);
         } else if let Some(connected) = self.connected.clone() {
-            if let Some(idle) = self.side.idle_timeout() {
-                ctx.run_later(idle, move |act, ctx| act.check_idle(idle, ctx));
-            }
+            // The plaintext part is bounded even without an idle timeout, or silent
+            // clients could hold their connections, and the listener's slots, for ever.
+            let idle = self.side.idle_timeout().unwrap_or(PLAINTEXT_IDLE);
+            ctx.run_later(idle, move |act, ctx| {
+                act.check_idle(idle, Phase::Plain, ctx)
+            });
             let handle = self.handle();
             connected.do_send(Connected {
                 id: self.id,

@@ -21,6 +21,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -123,6 +124,8 @@ pub enum CrlUnusable {
     },
     /// The report holds no chain to check (no certificate was presented).
     NoChain,
+    /// The certificate did not pass verification, so no CRL can vouch for it.
+    NotVerified,
     /// The chain lacks the certificate of this issuer, whose key must check its CRL.
     NoIssuerCertificate {
         /// The issuer, one-line form.
@@ -159,6 +162,8 @@ struct State {
     stamps: Vec<Option<Stamp>>,
     generation: u64,
     loaded: Result<Arc<Loaded>, CrlUnusable>,
+    /// A loaded CRL has passed its nextUpdate (counted once per load).
+    expired: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +175,9 @@ struct Stamp {
 
 struct Loaded {
     crls: Vec<LoadedCrl>,
+    /// The earliest nextUpdate of the loaded CRLs: the moment one of them stops being
+    /// usable, which counts as a change.
+    first_expiry: Option<SystemTime>,
 }
 
 struct LoadedCrl {
@@ -177,6 +185,8 @@ struct LoadedCrl {
     path: PathBuf,
     issuer_der: Vec<u8>,
     revoked: HashMap<SerialKey, usize>,
+    /// A CRL that names an issuer but fails its signature has been warned about.
+    warned: AtomicBool,
     /// DER public keys that this CRL's signature has been checked against, with the result.
     signature_checks: Mutex<Vec<(Vec<u8>, bool)>>,
 }
@@ -216,6 +226,7 @@ impl CrlSet {
                 stamps,
                 generation: 0,
                 loaded: Ok(Arc::new(loaded)),
+                expired: false,
             })),
         })
     }
@@ -225,9 +236,13 @@ impl CrlSet {
     ///
     /// The issuer's certificate is taken from the chain OpenSSL verified (so it may come
     /// from the client CA file), or, for a resumed session, from the chain the client
-    /// presented. The report should be [`valid`](ClientCertReport::valid) for the answer to
-    /// mean anything, since a CRL only speaks for certificates that chain to its issuer.
+    /// presented, completed from the client CA file. The report must be
+    /// [`valid`](ClientCertReport::valid): a CRL only speaks for certificates that chain to
+    /// its issuer, so an unverified one is answered [`CrlUnusable::NotVerified`].
     pub fn check(&self, report: &ClientCertReport) -> CrlVerdict {
+        if !report.valid {
+            return CrlVerdict::Unusable(CrlUnusable::NotVerified);
+        }
         self.check_chain(&report.issuer_chain(), CrlScope::Leaf)
     }
 
@@ -276,6 +291,25 @@ impl CrlSet {
         (0, CrlVerdict::Good)
     }
 
+    /// The file, issuer (one-line form) and DER issuer name of every loaded CRL.
+    pub(crate) fn issuers(&self) -> Vec<(PathBuf, String, Vec<u8>)> {
+        let state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Ok(loaded) = &state.loaded else {
+            return Vec::new();
+        };
+        loaded
+            .crls
+            .iter()
+            .map(|crl| {
+                (
+                    crl.path.clone(),
+                    one_line(crl.crl.issuer_name()),
+                    crl.issuer_der.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// A number that changes whenever the loaded CRLs change (including to unusable).
     pub fn generation(&self) -> u64 {
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -308,8 +342,20 @@ impl State {
     fn refresh(&mut self) {
         let stamps: Vec<Option<Stamp>> = self.paths.iter().map(|p| stamp(p)).collect();
         if stamps == self.stamps {
+            // A CRL passing its nextUpdate changes what the set decides, as an edit would.
+            let expiry = self
+                .loaded
+                .as_ref()
+                .ok()
+                .and_then(|loaded| loaded.first_expiry);
+            if !self.expired && expiry.is_some_and(|at| at <= SystemTime::now()) {
+                self.expired = true;
+                self.generation += 1;
+                warn!("a loaded CRL has passed its nextUpdate; replace it with a current one");
+            }
             return;
         }
+        self.expired = false;
         self.stamps = stamps;
         self.generation += 1;
         self.loaded = load(&self.paths).map(Arc::new);
@@ -342,19 +388,36 @@ impl Loaded {
         };
         let key_der = issuer_key.public_key_to_der().unwrap_or_default();
 
+        // Of the issuer's CRLs whose signature verifies, the newest decides: a file may
+        // hold an old CRL beside its successor.
         let mut forged = None;
-        let mut usable = None;
+        let mut usable: Option<&LoadedCrl> = None;
         for crl in self.crls.iter().filter(|crl| crl.issuer_der == issuer_der) {
-            if crl.signed_by(&key_der, &issuer_key) {
-                usable = Some(crl);
-                break;
+            if !crl.signed_by(&key_der, &issuer_key) {
+                forged.get_or_insert(crl);
+                continue;
             }
-            forged.get_or_insert(crl);
+            let newer = usable.is_none_or(|best| {
+                crl.crl
+                    .last_update()
+                    .compare(best.crl.last_update())
+                    .is_ok_and(|order| order.is_ge())
+            });
+            if newer {
+                usable = Some(crl);
+            }
         }
+        clear_openssl_errors();
         let Some(crl) = usable else {
             return CrlVerdict::Unusable(match forged {
                 Some(crl) => {
-                    warn!(
+                    let log_level = if crl.warned.swap(true, AtomicOrdering::Relaxed) {
+                        log::Level::Debug
+                    } else {
+                        log::Level::Warn
+                    };
+                    log::log!(
+                        log_level,
                         "CRL in {} names {issuer_text} as issuer but is not signed by its key",
                         crl.path.display()
                     );
@@ -425,6 +488,9 @@ impl LoadedCrl {
             return *ok;
         }
         let ok = self.crl.verify(key).unwrap_or(false);
+        // A failed check leaves OpenSSL's per-thread error queue filled, and the next TLS
+        // operation on this thread would take those errors for its own.
+        clear_openssl_errors();
         checks.push((key_der.to_vec(), ok));
         ok
     }
@@ -453,6 +519,7 @@ impl fmt::Display for CrlUnusable {
                 write!(f, "CRL of {issuer} in {} is not valid yet", path.display())
             }
             CrlUnusable::NoChain => f.write_str("no certificate chain to check"),
+            CrlUnusable::NotVerified => f.write_str("the certificate did not verify"),
             CrlUnusable::NoIssuerCertificate { issuer } => {
                 write!(f, "the certificate of issuer {issuer} is not in the chain")
             }
@@ -483,6 +550,11 @@ fn self_issued(cert: &X509Ref) -> bool {
     cert.issued(cert) == openssl::x509::X509VerifyResult::OK
 }
 
+/// Empties OpenSSL's error queue for this thread.
+pub(crate) fn clear_openssl_errors() {
+    let _ = openssl::error::ErrorStack::get();
+}
+
 fn stamp(path: &Path) -> Option<Stamp> {
     let meta = fs::metadata(path).ok()?;
     #[cfg(unix)]
@@ -511,7 +583,11 @@ fn load(paths: &[PathBuf]) -> Result<Loaded, CrlUnusable> {
             crls.push(index(crl, path));
         }
     }
-    Ok(Loaded { crls })
+    let first_expiry = crls
+        .iter()
+        .filter_map(|crl| crl.crl.next_update().and_then(system_time))
+        .min();
+    Ok(Loaded { crls, first_expiry })
 }
 
 fn index(crl: X509Crl, path: &Path) -> LoadedCrl {
@@ -527,6 +603,7 @@ fn index(crl: X509Crl, path: &Path) -> LoadedCrl {
         path: path.to_path_buf(),
         revoked,
         signature_checks: Mutex::new(Vec::new()),
+        warned: AtomicBool::new(false),
     }
 }
 

@@ -70,6 +70,15 @@ pub enum ConfigError {
         /// The key file.
         path: PathBuf,
     },
+    /// OpenSSL refused what the file holds (e.g. a key too small for its security level).
+    Refused {
+        /// What the file was for.
+        role: FileRole,
+        /// The path as given in the options.
+        path: PathBuf,
+        /// OpenSSL's errors.
+        source: ErrorStack,
+    },
     /// The private key does not belong to the certificate.
     KeyMismatch {
         /// The certificate file.
@@ -112,6 +121,12 @@ impl fmt::Display for ConfigError {
                     openssl_reason(source)
                 )
             }
+            ConfigError::Refused { role, path, source } => write!(
+                f,
+                "OpenSSL refused the {role} in {}: {}",
+                path.display(),
+                openssl_reason(source)
+            ),
             ConfigError::EncryptedKey { path } => write!(
                 f,
                 "private key file {} is encrypted; store the key unencrypted",
@@ -138,7 +153,9 @@ impl StdError for ConfigError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             ConfigError::Read { source, .. } => Some(source),
-            ConfigError::Parse { source, .. } | ConfigError::Tls { source, .. } => Some(source),
+            ConfigError::Parse { source, .. }
+            | ConfigError::Tls { source, .. }
+            | ConfigError::Refused { source, .. } => Some(source),
             ConfigError::Crl(why) => Some(why),
             _ => None,
         }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{self, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorContext, ActorFuture, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler,
@@ -27,6 +27,8 @@ use crate::flow::Flow;
 use crate::options::TlsConfig;
 use crate::SslHandler;
 
+/// Reaching a cap is logged at warn at most this often.
+const PAUSE_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// How long accepting pauses after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -50,6 +52,7 @@ pub struct Listener<H: SslHandler> {
     next_worker: usize,
     backoff: Option<Pin<Box<Sleep>>>,
     paused: bool,
+    last_pause_warning: Option<Instant>,
 }
 
 impl<H: SslHandler> Listener<H> {
@@ -84,7 +87,9 @@ impl<H: SslHandler> Listener<H> {
     /// [`ConnectionHandle::start_tls`](crate::ConnectionHandle::start_tls); from
     /// [`SslDone`](crate::SslDone) on, everything is as on a listener that starts in TLS,
     /// with the same client-certificate modes and CRL checks. The handshake deadline runs
-    /// from the switch.
+    /// from the switch. The plaintext part ends with
+    /// [`DisconnectReason::IdleTimedOut`](crate::DisconnectReason::IdleTimedOut) after the
+    /// idle timeout without traffic, or 60 s when none is set.
     ///
     /// # Errors
     ///
@@ -161,6 +166,7 @@ impl<H: SslHandler> Listener<H> {
             next_worker: 0,
             backoff: None,
             paused: false,
+            last_pause_warning: None,
         }
         .start();
         Ok(ListenerHandle {
@@ -183,8 +189,17 @@ impl<H: SslHandler> Listener<H> {
             if !self.shared.has_room(task) {
                 if !self.paused {
                     self.paused = true;
-                    debug!(
-                        "accepting on {} paused: {} handshakes, {} connections",
+                    // Worth an operator's attention, but not once per flap.
+                    let level = match self.last_pause_warning {
+                        Some(at) if at.elapsed() < PAUSE_WARNING_INTERVAL => log::Level::Debug,
+                        _ => {
+                            self.last_pause_warning = Some(Instant::now());
+                            log::Level::Warn
+                        }
+                    };
+                    log::log!(
+                        level,
+                        "accepting on {} paused at the cap: {} handshakes, {} connections",
                         self.local_addr,
                         self.shared.handshaking.load(Ordering::Acquire),
                         self.shared.open.load(Ordering::Acquire)

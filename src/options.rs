@@ -9,7 +9,7 @@ use log::{error, info, warn};
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslVersion};
-use openssl::x509::{X509Crl, X509};
+use openssl::x509::X509;
 
 use crate::crl::{CrlScope, CrlSet, UnusableCrlPolicy};
 use crate::error::{ConfigError, FileRole};
@@ -334,11 +334,25 @@ impl Options {
             (Some(path), _) => read_certificates(path, FileRole::ClientCa)?,
         };
 
+        if self.client_cert == ClientCertMode::None {
+            if let Some(path) = &self.client_ca {
+                warn!(
+                    "client CA file {} is set but no client certificate is requested; \
+                     use require_client_cert() or request_client_cert()",
+                    path.display()
+                );
+            }
+            if !self.crl_files.is_empty() {
+                warn!(
+                    "CRL files are set but no client certificate is requested, so none is checked"
+                );
+            }
+        }
         let crls = if self.crl_files.is_empty() {
             None
         } else {
             let set = CrlSet::open(&self.crl_files).map_err(ConfigError::Crl)?;
-            warn_unknown_crl_issuers(&self.crl_files, &client_cas);
+            warn_unknown_crl_issuers(&set, &client_cas);
             Some(set)
         };
 
@@ -355,7 +369,25 @@ impl Options {
             ciphersuites: self.ciphersuites.clone(),
         };
         let context = parts.context().map_err(|error| match error {
-            PartsError::Tls(what, source) => ConfigError::Tls { what, source },
+            PartsError::Tls(what, source) => {
+                // Name the file behind the setting OpenSSL refused, e.g. a key too small
+                // for its security level.
+                let file = match what {
+                    "server certificate" | "server certificate chain" => {
+                        Some((FileRole::Certificate, self.certificate.clone()))
+                    }
+                    "private key" => Some((FileRole::PrivateKey, self.private_key.clone())),
+                    "client CA" | "client CA list" => self
+                        .client_ca
+                        .clone()
+                        .map(|path| (FileRole::ClientCa, path)),
+                    _ => None,
+                };
+                match file {
+                    Some((role, path)) => ConfigError::Refused { role, path, source },
+                    None => ConfigError::Tls { what, source },
+                }
+            }
             PartsError::KeyMismatch => ConfigError::KeyMismatch {
                 certificate: self.certificate.clone(),
                 key: self.private_key.clone(),
@@ -460,6 +492,11 @@ impl TlsConfig {
 
     pub(crate) fn water_marks(&self) -> WaterMarks {
         self.inner.limits.water_marks
+    }
+
+    /// The CA certificates of the client CA file.
+    pub(crate) fn client_cas(&self) -> &[X509] {
+        &self.inner.parts.client_cas
     }
 
     /// The CRLs checked in the handshake, if any.
@@ -591,23 +628,17 @@ impl Parts {
     }
 }
 
-fn warn_unknown_crl_issuers(files: &[PathBuf], cas: &[X509]) {
+fn warn_unknown_crl_issuers(crls: &CrlSet, cas: &[X509]) {
     let known: Vec<Vec<u8>> = cas
         .iter()
         .filter_map(|ca| ca.subject_name().to_der().ok())
         .collect();
-    for file in files {
-        let Ok(pem) = fs::read(file) else { continue };
-        let Ok(crl) = X509Crl::from_pem(&pem) else {
-            continue;
-        };
-        let issuer = crl.issuer_name().to_der().unwrap_or_default();
-        if !known.contains(&issuer) {
+    for (file, issuer, issuer_der) in crls.issuers() {
+        if !known.contains(&issuer_der) {
             warn!(
-                "CRL file {} is issued by {}, which is not in the client CA file; \
+                "a CRL in {} is issued by {issuer}, which is not in the client CA file; \
                  it applies only to clients that present that CA",
-                file.display(),
-                crate::peer::one_line(crl.issuer_name())
+                file.display()
             );
         }
     }

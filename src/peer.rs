@@ -239,7 +239,10 @@ impl ClientCertReport {
         self.chain.first()
     }
 
-    pub(crate) fn from_ssl(ssl: &SslRef, record: &VerifyRecord) -> Self {
+    /// The report of a finished (or refused) handshake. `anchors` are the configured CAs,
+    /// used to complete the chain of a resumed session, which OpenSSL does not verify
+    /// again.
+    pub(crate) fn from_ssl(ssl: &SslRef, record: &VerifyRecord, anchors: &[X509]) -> Self {
         let Some(leaf) = ssl.peer_certificate() else {
             // A certificate refused in the handshake is not kept by OpenSSL; the verify
             // callback saved what it saw.
@@ -278,6 +281,12 @@ impl ClientCertReport {
             );
         }
 
+        let verified = match ssl.verified_chain() {
+            Some(verified) if verified.len() > 1 => {
+                verified.iter().map(X509Ref::to_owned).collect()
+            }
+            _ => complete_chain(&chain, anchors),
+        };
         let final_result = ssl.verify_result();
         let (verify_code, verify_text, failed_depth) = match &record.failure {
             Some(failure) => (failure.code, failure.text.clone(), Some(failure.depth)),
@@ -295,11 +304,7 @@ impl ClientCertReport {
             failed_depth,
             chain,
             revocation: record.failure.as_ref().and_then(|f| f.revocation.clone()),
-            verified: VerifiedChain(
-                ssl.verified_chain()
-                    .map(|chain| chain.iter().map(X509Ref::to_owned).collect())
-                    .unwrap_or_default(),
-            ),
+            verified: VerifiedChain(verified),
         }
     }
 
@@ -526,6 +531,30 @@ pub(crate) fn problem_of(code: i32) -> CertProblem {
     }
 }
 
+/// The presented chain followed by the configured CAs it leads to, each found by name and
+/// checked by signature; used where OpenSSL keeps no verified chain (a resumed session).
+fn complete_chain(presented: &[CertEntry], anchors: &[X509]) -> Vec<X509> {
+    let mut chain: Vec<X509> = presented.iter().map(|entry| entry.cert.clone()).collect();
+    while let Some(last) = chain.last() {
+        if chain.len() > 16 || last.issued(last) == X509VerifyResult::OK {
+            break;
+        }
+        let issuer = anchors.iter().find(|ca| {
+            ca.issued(last) == X509VerifyResult::OK
+                && ca
+                    .public_key()
+                    .and_then(|key| last.verify(&key))
+                    .unwrap_or(false)
+        });
+        match issuer {
+            Some(ca) if !chain.contains(ca) => chain.push(ca.clone()),
+            _ => break,
+        }
+    }
+    crate::crl::clear_openssl_errors();
+    chain
+}
+
 /// Formats a distinguished name as `/C=US/O=Example/CN=alice`, the form
 /// `X509_NAME_oneline` gives and the Perl module reported.
 pub(crate) fn one_line(name: &X509NameRef) -> String {
@@ -536,11 +565,26 @@ pub(crate) fn one_line(name: &X509NameRef) -> String {
         out.push_str(key);
         out.push('=');
         match entry.data().to_string() {
-            Ok(value) => out.push_str(&value),
+            Ok(value) => push_printable(&mut out, &value),
             Err(_) => out.push_str(&hexdump(entry.data().as_slice())),
         }
     }
     out
+}
+
+/// Appends `value` with control characters written as `\xHH`, as `X509_NAME_oneline`
+/// does, so that a peer's certificate cannot break or forge log lines.
+fn push_printable(out: &mut String, value: &str) {
+    for c in value.chars() {
+        if c.is_control() {
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("\\x{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
 }
 
 /// Formats a distinguished name as RFC 4514 says: last attribute first, comma-separated,
@@ -566,8 +610,12 @@ fn escape_rfc4514(value: &str) -> String {
         let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || (i == 0 && (c == '#' || c == ' '))
             || (i == last && c == ' ');
-        if c == '\0' {
-            out.push_str("\\00");
+        if c.is_control() {
+            // RFC 4514 hex pairs, one per byte of the character's UTF-8.
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("\\{byte:02X}"));
+            }
             continue;
         }
         if special {
@@ -621,5 +669,13 @@ mod tests {
         assert_eq!(escape_rfc4514("#lead"), "\\#lead");
         assert_eq!(escape_rfc4514(" pad "), "\\ pad\\ ");
         assert_eq!(escape_rfc4514("plain text"), "plain text");
+        assert_eq!(escape_rfc4514("a\nb\0"), "a\\0Ab\\00");
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_one_line_name() {
+        let mut out = String::new();
+        super::push_printable(&mut out, "evil\n[7] forged\x1b[2J");
+        assert_eq!(out, "evil\\x0A[7] forged\\x1B[2J");
     }
 }
