@@ -86,7 +86,7 @@
 //! #[actix::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let config = Options::new("certs/server-ec.pem", "certs/server-ec.key")
-//!         .client_ca_file("certs/client-ca.pem")
+//!         .client_ca_file("certs/client-ca-bundle.pem")
 //!         .request_client_cert()
 //!         .build()?;
 //!     let listener = Listener::bind("127.0.0.1:8443", config, Greeter.start())?;
