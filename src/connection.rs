@@ -212,6 +212,8 @@ pub(crate) struct Connection<H: SslHandler> {
     deadline: Option<SpawnHandle>,
     /// A STARTTLS switch waiting for a handshake slot has its next look scheduled.
     slot_retry_armed: bool,
+    /// The peer has finished sending; the connection closes once the handler is done.
+    peer_finished: bool,
     disconnected: bool,
     step_level: Level,
 }
@@ -273,6 +275,7 @@ impl<H: SslHandler> Connection<H> {
             seat,
             deadline: None,
             slot_retry_armed: false,
+            peer_finished: false,
             disconnected: false,
             step_level,
         });
@@ -524,6 +527,15 @@ impl<H: SslHandler> Connection<H> {
             };
         }
 
+        if self.peer_finished {
+            if self.flow.inputs_unfinished() {
+                // Woken when the handler lets go of its last input.
+                return Step::Wait;
+            }
+            self.begin_close(DisconnectReason::PeerClosed, ctx);
+            return Step::Again;
+        }
+
         let tls = self.phase == Phase::Established;
         // Plaintext is read one input at a time, so that nothing past a STARTTLS command
         // is ever read as plaintext.
@@ -556,14 +568,15 @@ impl<H: SslHandler> Connection<H> {
                 Poll::Ready(Ok(0)) => {
                     let eof = self.transport.socket().is_some_and(|socket| socket.eof);
                     if tls && eof {
+                        // No close_notify: the stream may have been cut, so nothing more
+                        // is trusted or sent.
                         return Step::End(DisconnectReason::PeerTruncated);
                     }
-                    if !tls {
-                        return Step::End(DisconnectReason::PeerClosed);
-                    }
-                    // The peer sent close_notify: answer with ours after what is queued.
-                    debug!("[{}] peer sent close_notify", self.id);
-                    self.begin_close(DisconnectReason::PeerClosed, ctx);
+                    // The peer is done sending (close_notify, or the end of a plaintext
+                    // stream). The handler still answers what it was given; the close
+                    // follows once it has let go of every input.
+                    debug!("[{}] peer finished sending", self.id);
+                    self.peer_finished = true;
                     return Step::Again;
                 }
                 Poll::Ready(Ok(_)) => {
@@ -706,6 +719,10 @@ impl<H: SslHandler> Connection<H> {
         if self.phase != phase {
             return;
         }
+        if self.flow.inputs_unfinished() {
+            // Reading is paused while the handler works: that is not the peer being idle.
+            self.last_activity = Instant::now();
+        }
         let quiet = self.last_activity.elapsed();
         if quiet >= idle {
             debug!("[{}] idle for {quiet:?}, closing", self.id);
@@ -731,11 +748,19 @@ impl<H: SslHandler> Connection<H> {
         self.flow.remove_queued(unsent);
         self.flow.set_tls_state(TlsState::Ended);
         self.flow.wake_drain_waiters();
-        debug!("[{}] disconnected: {reason}", self.id);
+        if unsent > 0 {
+            debug!(
+                "[{}] disconnected: {reason} ({unsent} bytes never sent)",
+                self.id
+            );
+        } else {
+            debug!("[{}] disconnected: {reason}", self.id);
+        }
         self.handler.do_send(Disconnect {
             id: self.id,
             peer: self.peer,
             reason,
+            unsent,
         });
     }
 
@@ -778,6 +803,10 @@ impl<H: SslHandler> Actor for Connection<H> {
         );
         if let Some(seat) = &self.seat {
             seat.shared.register(self.id, Arc::clone(&self.flow));
+            if seat.shared.shutting_down() {
+                // Accepted just before the shutdown, started just after it told everyone.
+                self.flow.command(Command::Shutdown);
+            }
         }
         ctx.spawn(Driver);
         if self.phase == Phase::Handshaking {
@@ -816,17 +845,9 @@ impl<H: SslHandler> Connection<H> {
     fn obey(&mut self, command: Command, ctx: &mut Context<Self>) {
         match (command, self.phase) {
             (Command::Put(data), Phase::Plain | Phase::Established) => {
-                let limit = self.flow.marks().limit;
-                if self.flow.queued() > limit {
-                    self.flow.remove_queued(data.len());
-                    warn!(
-                        "[{}] handler queued more than {limit} bytes, closing",
-                        self.id
-                    );
-                    self.finish(DisconnectReason::WriteQueueOverflow, ctx);
-                } else if !data.is_empty() {
+                // The hard limit is applied where the bytes are put (see `Flow::command`).
+                if !data.is_empty() {
                     self.outbound.push_back(data);
-                    self.flow.wake_driver();
                 }
             }
             (Command::Put(data), Phase::Switching | Phase::Handshaking) => {
@@ -875,6 +896,15 @@ impl<H: SslHandler> Connection<H> {
                 });
             }
             (Command::Shutdown, Phase::Done) => {}
+            (Command::Overflow, Phase::Done) => {}
+            (Command::Overflow, _) => {
+                let limit = self.flow.marks().limit;
+                warn!(
+                    "[{}] handler queued more than {limit} bytes, closing",
+                    self.id
+                );
+                self.finish(DisconnectReason::WriteQueueOverflow, ctx);
+            }
         }
     }
 }

@@ -133,7 +133,7 @@ impl ConnectorOptions {
 
         match &self.ca_file {
             Some(path) => {
-                for ca in read_certificates(path, FileRole::ClientCa)? {
+                for ca in read_certificates(path, FileRole::ServerCa)? {
                     builder.cert_store_mut().add_cert(ca).map_err(tls("CA"))?;
                 }
             }
@@ -262,7 +262,7 @@ impl Connector {
         config: &ConnectorConfig,
         handler: Addr<H>,
     ) -> Result<ConnectionId, ConnectError> {
-        let tcp = dial(addr).await?;
+        let tcp = dial(addr, config.handshake_timeout()).await?;
         let id = ConnectionId(NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed));
         let side = Side::Client {
             config: config.clone(),
@@ -288,7 +288,7 @@ impl Connector {
         config: &ConnectorConfig,
         handler: Addr<H>,
     ) -> Result<ConnectionId, ConnectError> {
-        let tcp = dial(addr).await?;
+        let tcp = dial(addr, config.handshake_timeout()).await?;
         let id = ConnectionId(NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed));
         let side = Side::Client {
             config: config.clone(),
@@ -301,10 +301,18 @@ impl Connector {
     }
 }
 
-async fn dial(addr: SocketAddr) -> Result<TcpStream, ConnectError> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|source| ConnectError::Connect { addr, source })?;
+async fn dial(addr: SocketAddr, limit: Duration) -> Result<TcpStream, ConnectError> {
+    // A server whose accept queue is full drops the SYN, and the kernel would retry for
+    // minutes; the handshake deadline bounds the TCP connect too.
+    let tcp = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+        Ok(result) => result.map_err(|source| ConnectError::Connect { addr, source })?,
+        Err(_) => {
+            return Err(ConnectError::Connect {
+                addr,
+                source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            })
+        }
+    };
     if let Err(error) = tcp.set_nodelay(true) {
         log::debug!("cannot turn off Nagle's algorithm for {addr}: {error}");
     }

@@ -20,6 +20,8 @@ pub enum FileRole {
     PrivateKey,
     /// The CA certificates that client certificates must chain to.
     ClientCa,
+    /// The CA certificates that a server's certificate must chain to (client side).
+    ServerCa,
 }
 
 impl fmt::Display for FileRole {
@@ -28,6 +30,7 @@ impl fmt::Display for FileRole {
             FileRole::Certificate => "certificate",
             FileRole::PrivateKey => "private key",
             FileRole::ClientCa => "client CA",
+            FileRole::ServerCa => "server CA",
         })
     }
 }
@@ -215,7 +218,7 @@ impl StdError for ListenerError {
 
 fn pem_kind(role: FileRole) -> &'static str {
     match role {
-        FileRole::Certificate | FileRole::ClientCa => "certificate",
+        FileRole::Certificate | FileRole::ClientCa | FileRole::ServerCa => "certificate",
         FileRole::PrivateKey => "private key",
     }
 }

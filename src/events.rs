@@ -35,6 +35,8 @@ pub(crate) enum Command {
     },
     /// The listener is shutting down and the grace period is over.
     Shutdown,
+    /// The handler put more than the write queue's hard limit.
+    Overflow,
 }
 
 /// The handler's way to write to and close one connection.
@@ -114,6 +116,9 @@ impl ConnectionHandle {
     }
 
     fn request_tls(&self, discarded: usize) -> Result<(), StartTlsError> {
+        if self.inner.flow.closing() {
+            return Err(StartTlsError::Ended);
+        }
         self.inner.flow.request_tls().map_err(|state| match state {
             TlsState::Requested => StartTlsError::AlreadyRequested,
             TlsState::Tls => StartTlsError::AlreadyTls,
@@ -248,7 +253,7 @@ pub enum StartTlsError {
     AlreadyTls,
     /// The switch was asked for already.
     AlreadyRequested,
-    /// The connection has ended.
+    /// The connection has ended, or the handler has asked for it to close.
     Ended,
 }
 
@@ -257,7 +262,7 @@ impl fmt::Display for StartTlsError {
         f.write_str(match self {
             StartTlsError::AlreadyTls => "connection is already TLS",
             StartTlsError::AlreadyRequested => "STARTTLS was already requested",
-            StartTlsError::Ended => "connection has ended",
+            StartTlsError::Ended => "connection has ended or is closing",
         })
     }
 }
@@ -293,6 +298,8 @@ pub struct Disconnect {
     pub peer: SocketAddr,
     /// Why it ended.
     pub reason: DisconnectReason,
+    /// Bytes put by the handler that were never written (0 when everything was sent).
+    pub unsent: usize,
 }
 
 impl Message for Disconnect {

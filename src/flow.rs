@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -43,6 +43,8 @@ pub(crate) struct Flow {
     tls_state: AtomicU8,
     /// Commands from the handle, in the order given; the driver takes them on its next turn.
     commands: Mutex<VecDeque<Command>>,
+    /// The handler has asked for a close.
+    closing: AtomicBool,
     queued: AtomicUsize,
     unfinished_inputs: AtomicUsize,
     /// The connection's driver, woken when the handler finishes with an input.
@@ -57,6 +59,7 @@ impl Flow {
             marks,
             tls_state: AtomicU8::new(tls_state as u8),
             commands: Mutex::new(VecDeque::new()),
+            closing: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
             unfinished_inputs: AtomicUsize::new(0),
             driver: AtomicWaker::new(),
@@ -66,12 +69,21 @@ impl Flow {
 
     /// Queues a command for the connection and wakes its driver. Commands to a connection
     /// that has ended are dropped.
-    pub(crate) fn command(&self, command: Command) {
+    pub(crate) fn command(&self, mut command: Command) {
         if self.ended() {
             if let Command::Put(data) = &command {
                 self.remove_queued(data.len());
             }
             return;
+        }
+        match &command {
+            Command::Put(data) if self.queued() > self.marks.limit => {
+                // Past the hard limit the bytes are not kept: the connection ends instead.
+                self.remove_queued(data.len());
+                command = Command::Overflow;
+            }
+            Command::Close => self.closing.store(true, Ordering::Release),
+            _ => {}
         }
         self.commands
             .lock()
@@ -88,6 +100,16 @@ impl Flow {
         } else {
             std::mem::take(&mut *commands)
         }
+    }
+
+    /// Whether the handler has asked for a close.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether the handler holds any input it has not finished with.
+    pub(crate) fn inputs_unfinished(&self) -> bool {
+        self.unfinished_inputs.load(Ordering::Acquire) > 0
     }
 
     /// Whether the connection has ended.

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{self, Poll};
 use std::time::{Duration, Instant};
@@ -391,6 +391,7 @@ impl<H: SslHandler> ListenerHandle<H> {
             {
                 sleep(Duration::from_millis(20)).await;
             }
+            shared.shutting_down.store(true, Ordering::Release);
             let left = shared.close_all();
             if left > 0 {
                 info!("grace period over, closing {left} connections");
@@ -434,6 +435,8 @@ pub(crate) struct Shared {
     /// The acceptor, woken when a slot frees up.
     acceptor: AtomicWaker,
     connections: Mutex<HashMap<ConnectionId, Arc<Flow>>>,
+    /// The grace period of a shutdown is over: connections starting now close at once.
+    shutting_down: AtomicBool,
 }
 
 impl Shared {
@@ -447,6 +450,7 @@ impl Shared {
             max_connections,
             acceptor: AtomicWaker::new(),
             connections: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
         }
     }
 
@@ -470,6 +474,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, commands);
+    }
+
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
     }
 
     pub(crate) fn deregister(&self, id: ConnectionId) {
