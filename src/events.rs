@@ -105,7 +105,10 @@ impl ConnectionHandle {
     /// the handler holds the input that carried the command, so no byte the client sent
     /// after it is ever delivered: what arrives later is read by the TLS handshake (and a
     /// plaintext command there fails it). Bytes after the command *within* that input are
-    /// the handler's to drop; [`ClientInput::start_tls`] does that and logs it.
+    /// the handler's to drop; [`ClientInput::start_tls`] does that and logs it. For the same
+    /// reason a client that sends its ClientHello before it has read the go-ahead may have
+    /// it dropped with the command's input, and its handshake then runs out the deadline:
+    /// clients must wait for the go-ahead, as the protocols say.
     ///
     /// # Errors
     ///

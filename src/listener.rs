@@ -378,8 +378,9 @@ impl<H: SslHandler> ListenerHandle<H> {
     /// [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown).
     ///
     /// The returned future resolves when every connection has ended, each with its one
-    /// [`Disconnect`](crate::Disconnect). Closing connections wait at most 2 s for their
-    /// peer, so it resolves soon after the grace period even with unresponsive clients.
+    /// [`Disconnect`](crate::Disconnect). After the grace period a connection gets at most
+    /// 2 s to write what is queued and 2 s more for its peer's close, so the future
+    /// resolves within about 4 s of the grace period even with unresponsive clients.
     pub fn shutdown(&self, grace: Duration) -> impl Future<Output = ()> + 'static {
         self.stop();
         let shared = Arc::clone(&self.shared);

@@ -168,9 +168,12 @@ impl Options {
         self
     }
 
-    /// Sets the deadline for the whole handshake, counted from accept; defaults to 10 s.
+    /// Sets the deadline for the whole handshake; defaults to 10 s.
     ///
-    /// The deadline is absolute: a client that trickles bytes does not extend it.
+    /// It counts from accept, or on a STARTTLS listener from the `start_tls` call, so it
+    /// also covers writing the go-ahead (a very large one read slowly can run out the
+    /// deadline) and waiting for a handshake slot. The deadline is absolute: a client that
+    /// trickles bytes does not extend it.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -211,8 +214,13 @@ impl Options {
         self
     }
 
-    /// Closes an established connection after this long with no bytes either way; off by
-    /// default. The handler gets [`DisconnectReason::IdleTimedOut`](crate::DisconnectReason::IdleTimedOut).
+    /// Closes a connection after this long with no bytes either way; off by default.
+    ///
+    /// It applies once the handshake is done, and to the plaintext part of a STARTTLS
+    /// connection (which is closed after 60 s without traffic when no idle timeout is
+    /// set). Time in which reading is paused because the handler still holds the
+    /// connection's input does not count. The handler gets
+    /// [`DisconnectReason::IdleTimedOut`](crate::DisconnectReason::IdleTimedOut).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.limits.idle_timeout = Some(timeout);
         self
