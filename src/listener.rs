@@ -27,7 +27,7 @@ use crate::flow::Flow;
 use crate::options::TlsConfig;
 use crate::SslHandler;
 
-/// Reaching a cap is logged at warn at most this often.
+/// Reaching a cap, or failing to accept, is logged at warn at most this often.
 const PAUSE_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// How long accepting pauses after an error such as running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -53,6 +53,7 @@ pub struct Listener<H: SslHandler> {
     backoff: Option<Pin<Box<Sleep>>>,
     paused: bool,
     last_pause_warning: Option<Instant>,
+    last_accept_warning: Option<Instant>,
 }
 
 impl<H: SslHandler> Listener<H> {
@@ -167,6 +168,7 @@ impl<H: SslHandler> Listener<H> {
             backoff: None,
             paused: false,
             last_pause_warning: None,
+            last_accept_warning: None,
         }
         .start();
         Ok(ListenerHandle {
@@ -218,7 +220,18 @@ impl<H: SslHandler> Listener<H> {
                     debug!("accept on {} lost a connection: {error}", self.local_addr);
                 }
                 Poll::Ready(Err(error)) => {
-                    warn!("accept on {} failed, pausing: {error}", self.local_addr);
+                    let level = match self.last_accept_warning {
+                        Some(at) if at.elapsed() < PAUSE_WARNING_INTERVAL => log::Level::Debug,
+                        _ => {
+                            self.last_accept_warning = Some(Instant::now());
+                            log::Level::Warn
+                        }
+                    };
+                    log::log!(
+                        level,
+                        "accept on {} failed, pausing: {error}",
+                        self.local_addr
+                    );
                     self.backoff = Some(Box::pin(sleep(ACCEPT_BACKOFF)));
                 }
             }
