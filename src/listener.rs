@@ -16,7 +16,7 @@ use actix::{
     Message, Recipient,
 };
 use futures::task::AtomicWaker;
-use log::{debug, error, info, warn};
+use log::{debug, error, info};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, Sleep};
 
