@@ -375,3 +375,51 @@ fn dribbled_hello_is_cut_at_the_absolute_deadline() {
         "unexpected events after {cut_after} bytes: {journal:#?}"
     );
 }
+
+/// The open-file limit of this process, from /proc (None where it cannot be read).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[test]
+fn five_hundred_silent_and_a_hundred_stalled_do_not_stop_a_normal_client() {
+    // Each stalled client holds a socket on both ends, in this one process.
+    let (silent_count, stalled_count) = match open_file_limit() {
+        Some(limit) if limit >= 1400 => (500, 100),
+        limit => {
+            println!("open-file limit {limit:?} is below 1400: running 300 silent and 60 stalled");
+            (300, 60)
+        }
+    };
+    let server = verdict_server();
+    let silent: Vec<TcpStream> = (0..silent_count).map(|_| silent_client(&server)).collect();
+    let stalled: Vec<MidHandshakeSslStream<Held>> = (0..stalled_count)
+        .map(|_| hello_then_silent(&server))
+        .collect();
+
+    let mut client = connect(server.addr, Some("valid")).expect("normal client handshake");
+    let (line, end) = read_to_end(&mut client);
+    assert_eq!(end, Ok(()), "normal client did not see a clean close");
+    let line = String::from_utf8(line).unwrap();
+    assert!(
+        line.ends_with("] Yeah! You're authenticated!\n"),
+        "normal client got {line:?}"
+    );
+
+    let served = ended_connections(&server);
+    assert_eq!(
+        served.len(),
+        1,
+        "only the normal client may have ended: {served:#?}"
+    );
+    assert_served_valid(&served[0].1);
+    assert!(
+        silent.iter().all(open_and_quiet),
+        "a silent client was disconnected while the normal one was served"
+    );
+    drop(stalled);
+}
