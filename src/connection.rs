@@ -532,7 +532,14 @@ impl<H: SslHandler> Connection<H> {
                 // Woken when the handler lets go of its last input.
                 return Step::Wait;
             }
-            self.begin_close(DisconnectReason::PeerClosed, ctx);
+            // The handler queued its answers before it let go of the inputs, perhaps on
+            // another thread since this turn began: take them before closing.
+            for command in self.flow.take_commands() {
+                self.obey(command, ctx);
+            }
+            if matches!(self.phase, Phase::Plain | Phase::Established) {
+                self.begin_close(DisconnectReason::PeerClosed, ctx);
+            }
             return Step::Again;
         }
 
@@ -739,10 +746,19 @@ impl<H: SslHandler> Connection<H> {
             return;
         }
         // Bytes still queued will never be written; release them and their waiters.
+        let still_commanded =
+            self.flow
+                .take_commands()
+                .into_iter()
+                .filter_map(|command| match command {
+                    Command::Put(data) => Some(data),
+                    _ => None,
+                });
         let unsent: usize = self
             .outbound
             .drain(..)
             .chain(self.after_handshake.drain(..))
+            .chain(still_commanded)
             .map(|chunk| chunk.len())
             .sum();
         self.flow.remove_queued(unsent);

@@ -23,10 +23,12 @@ use actix::prelude::*;
 use bytes::Bytes;
 use openssl::ssl::{ShutdownState, SslStream};
 use sslify::{
-    CertRejected, ClientInput, ConnectionHandle, Disconnect, DisconnectReason, Options, SslDone,
+    CertRejected, ClientInput, Connected, ConnectionHandle, Disconnect, DisconnectReason, Options,
+    SslDone,
 };
 use support::pattern_byte;
 use support::served::Served;
+use support::starttls::{PlainClient, PlainFirstServer};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -572,4 +574,248 @@ fn flat_out_sender_to_a_slow_handler_is_held_back_with_bounded_memory() {
         "the handler held at most {} inputs at once",
         report.max_held
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A handler that puts a burst far past the hard limit in one turn, ignoring `full`.
+
+/// The default hard limit of the write queue.
+const DEFAULT_LIMIT: usize = 16 * MIB;
+/// How many 1 MiB puts a burst makes: well past the default hard limit.
+const BURST_PUTS: usize = 40;
+/// The most the resident set may grow while a burst is put. A connection that keeps
+/// only what fits under the hard limit holds 16 MiB of the burst at most; one that keeps
+/// the whole burst holds 40 MiB.
+const BURST_RSS_LIMIT: u64 = 30 * MIB as u64;
+
+/// What a bursting handler saw of its one connection.
+#[derive(Debug)]
+struct BurstReport {
+    /// The largest `queued` any put of the burst reported.
+    max_queued: usize,
+    /// `handle.queued()` right after the last put of the burst.
+    queued_after: usize,
+    /// The `unsent` of the connection's `Disconnect`.
+    unsent: usize,
+    reason: DisconnectReason,
+}
+
+/// Puts `BURST_PUTS` fresh 1 MiB buffers in one go, with every page written so that each
+/// one counts in the resident set while it is kept. Returns the largest `queued` a put
+/// reported and the queue length after the last.
+fn put_burst(handle: &ConnectionHandle) -> (usize, usize) {
+    let mut max_queued = 0;
+    for n in 0..BURST_PUTS {
+        let status = handle.put(vec![0xa5 ^ n as u8; MIB]);
+        max_queued = max_queued.max(status.queued);
+    }
+    (max_queued, handle.queued())
+}
+
+/// Bursts on `SslDone` (TLS-first), or on the `STARTTLS` command right after asking for
+/// the switch (plaintext first). Reports once its connection has ended.
+struct Burster {
+    burst: Option<(usize, usize)>,
+    report: Sender<BurstReport>,
+}
+
+impl Burster {
+    fn new(report: Sender<BurstReport>) -> Self {
+        Burster {
+            burst: None,
+            report,
+        }
+    }
+}
+
+impl Actor for Burster {
+    type Context = Context<Self>;
+}
+
+impl Handler<Connected> for Burster {
+    type Result = ();
+    fn handle(&mut self, connected: Connected, _: &mut Context<Self>) {
+        connected.handle.put(&b"220 ready\r\n"[..]);
+    }
+}
+
+impl Handler<SslDone> for Burster {
+    type Result = ();
+    fn handle(&mut self, done: SslDone, _: &mut Context<Self>) {
+        if self.burst.is_none() {
+            self.burst = Some(put_burst(&done.handle));
+        }
+    }
+}
+
+impl Handler<ClientInput> for Burster {
+    type Result = ();
+    fn handle(&mut self, input: ClientInput, _: &mut Context<Self>) {
+        if input.tls || self.burst.is_some() || !input.data.starts_with(b"STARTTLS\r\n") {
+            return;
+        }
+        input.handle.put(&b"220 go ahead\r\n"[..]);
+        input
+            .start_tls(b"STARTTLS\r\n".len())
+            .expect("the switch is asked for once, on a plaintext connection");
+        self.burst = Some(put_burst(&input.handle));
+    }
+}
+
+impl Handler<CertRejected> for Burster {
+    type Result = ();
+    fn handle(&mut self, _: CertRejected, _: &mut Context<Self>) {}
+}
+
+impl Handler<Disconnect> for Burster {
+    type Result = ();
+    fn handle(&mut self, gone: Disconnect, ctx: &mut Context<Self>) {
+        let (max_queued, queued_after) = self.burst.unwrap_or_default();
+        let _ = self.report.send(BurstReport {
+            max_queued,
+            queued_after,
+            unsent: gone.unsent,
+            reason: gone.reason,
+        });
+        ctx.stop();
+    }
+}
+
+/// The burst ended the connection for overflow, without the queue ever holding it.
+fn assert_burst_cut(report: &BurstReport, what: &str) {
+    assert_eq!(
+        report.reason,
+        DisconnectReason::WriteQueueOverflow,
+        "{what}: {report:?}"
+    );
+    // At most the limit plus the put that crossed it is ever counted.
+    assert!(
+        report.max_queued <= DEFAULT_LIMIT + MIB,
+        "{what}: a put reported {} MiB queued with a {} MiB limit: {report:?}",
+        report.max_queued / MIB,
+        DEFAULT_LIMIT / MIB
+    );
+    assert!(
+        report.queued_after <= DEFAULT_LIMIT,
+        "{what}: {} MiB stayed queued after the burst: {report:?}",
+        report.queued_after / MIB
+    );
+    assert!(
+        report.unsent <= DEFAULT_LIMIT + KIB,
+        "{what}: the connection held {} MiB it never sent: {report:?}",
+        report.unsent / MIB
+    );
+}
+
+impl PeakRss {
+    /// Stops sampling and asserts the peak grew less than `limit` over the baseline.
+    fn assert_grew_less_than(mut self, limit: u64, what: &str) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        if let Some(now) = rss() {
+            self.peak.fetch_max(now, Ordering::AcqRel);
+        }
+        let peak = self.peak.load(Ordering::Acquire);
+        let growth = peak.saturating_sub(self.baseline);
+        eprintln!(
+            "{what}: resident set {} MiB before, {} MiB at the peak",
+            self.baseline / MIB as u64,
+            peak / MIB as u64
+        );
+        assert!(
+            growth < limit,
+            "{what}: the resident set grew by {} MiB (from {} to {} MiB), {} MiB allowed",
+            growth / MIB as u64,
+            self.baseline / MIB as u64,
+            peak / MIB as u64,
+            limit / MIB as u64
+        );
+    }
+}
+
+#[test]
+fn burst_past_the_default_limit_in_one_turn_ends_with_overflow_and_is_never_kept() {
+    let _serial = serial();
+    // With one worker the connection shares the handler's thread, so the whole burst is
+    // put before the connection takes a single command: nothing is written in between.
+    for workers in [1, 2] {
+        let what = format!("{BURST_PUTS} x 1 MiB in one turn, {workers} workers");
+        let (tx, reports) = mpsc::channel();
+        let server = Served::start(support::options().workers(workers), move || {
+            Burster::new(tx)
+        });
+
+        let peak = PeakRss::start();
+        // The client reads nothing while the burst is put.
+        let mut stream = support::connect(server.addr, None).expect("client handshake");
+        let report = reports
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{what}: the connection did not end"));
+        if let Some(peak) = peak {
+            peak.assert_grew_less_than(BURST_RSS_LIMIT, &what);
+        }
+        assert_burst_cut(&report, &what);
+
+        // The client is cut off: no close_notify.
+        stream.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+        let (got, end) = read_any(&mut stream);
+        assert!(
+            end.is_err() || !stream.get_shutdown().contains(ShutdownState::RECEIVED),
+            "{what}: the client got a clean close after {got} bytes"
+        );
+        eprintln!("{what}: {report:?}, client got {got} bytes, end {end:?}");
+    }
+}
+
+/// Reads whatever comes until the stream ends; returns the byte count and the end.
+fn read_any(stream: &mut SslStream<TcpStream>) -> (usize, Result<(), String>) {
+    let mut buf = vec![0u8; 64 * KIB];
+    let mut got = 0;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => got += n,
+            Err(e) => return (got, Err(support::error_text(&e))),
+        }
+    }
+}
+
+#[test]
+fn burst_past_the_default_limit_during_a_starttls_switch_ends_with_overflow() {
+    let _serial = serial();
+    for workers in [1, 2] {
+        let what = format!("{BURST_PUTS} x 1 MiB after start_tls, {workers} workers");
+        let (tx, reports) = mpsc::channel();
+        let server = PlainFirstServer::start(support::options().workers(workers), move || {
+            Burster::new(tx)
+        });
+
+        let peak = PeakRss::start();
+        let mut client = PlainClient::connect(server.addr);
+        assert_eq!(client.line().expect("banner"), "220 ready", "{what}");
+        client.send(b"STARTTLS\r\n");
+        let report = reports
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{what}: the connection did not end"));
+        if let Some(peak) = peak {
+            peak.assert_grew_less_than(BURST_RSS_LIMIT, &what);
+        }
+        assert_burst_cut(&report, &what);
+
+        // Whether the go-ahead, or even the handshake, got out before the cut depends on
+        // the threads; either way the connection ends.
+        let line = client.line();
+        if matches!(&line, Ok(go) if go == "220 go ahead") {
+            if let Ok(mut tls) = client.start_tls(&support::connector(None, None)) {
+                let (_, end) = read_any(&mut tls);
+                assert!(
+                    end.is_err() || !tls.get_shutdown().contains(ShutdownState::RECEIVED),
+                    "{what}: the client got a clean close after the overflow"
+                );
+            }
+        }
+        eprintln!("{what}: {report:?}, go-ahead line {line:?}");
+    }
 }

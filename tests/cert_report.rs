@@ -4,14 +4,18 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use openssl::asn1::Asn1TimeRef;
 use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 use sslify::{CertEntry, ClientCertReport, Options};
-use support::crl::{assert_served, pem_certs, INTERMEDIATE, ROOT, WAIT};
+use support::crl::{
+    assert_served, pem_certs, self_signed_certificate, Scratch, INTERMEDIATE, ROOT, WAIT,
+};
 use support::{Reply, TestServer};
 
 const VALID: &str = "/C=US/O=sslify test/CN=client valid";
@@ -365,5 +369,84 @@ fn reports_each_connection_its_own_certificate() {
     assert_ne!(
         leaf(&first).sha256_fingerprint(),
         leaf(&second).sha256_fingerprint()
+    );
+}
+
+/// Like [`report_for`], with the certificate chain and key in files anywhere.
+fn report_for_files(server: &TestServer, id: u64, chain: &Path, key: &Path) -> ClientCertReport {
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_ca_file(support::cert("ca.pem")).unwrap();
+    builder.set_certificate_chain_file(chain).unwrap();
+    builder.set_private_key_file(key, SslFiletype::PEM).unwrap();
+    builder.set_verify(SslVerifyMode::PEER);
+    let connector = builder.build();
+    let case = chain.display().to_string();
+    let mut stream = support::connect_with(&connector, server.addr)
+        .unwrap_or_else(|e| panic!("{case}: handshake failed: {e}"));
+    let (_, end) = support::read_to_end(&mut stream);
+    assert_eq!(end, Ok(()), "{case}: the server should close cleanly");
+    drop(stream);
+    let events = server.journal.wait_disconnects(id as usize, WAIT);
+    assert_served(&events, id, &case).0
+}
+
+/// The control characters in `text`, if any.
+fn control_characters(text: &str) -> Vec<char> {
+    text.chars().filter(|c| c.is_control()).collect()
+}
+
+#[test]
+fn control_characters_in_a_client_name_are_escaped_in_every_form() {
+    let scratch = Scratch::new("control-name");
+    // A line break and an ANSI escape sequence: enough to forge a log line and clear a
+    // terminal if written out raw.
+    let subject = "/C=US/O=sslify test/CN=evil\n[7] forged\x1b[2J";
+    let (chain, key) = match self_signed_certificate(&scratch, "control", subject) {
+        Ok(files) => files,
+        Err(reason) => {
+            println!("skipped: cannot make a certificate with control characters: {reason}");
+            return;
+        }
+    };
+    // The certificate really carries the raw characters.
+    let made = X509::from_pem(&std::fs::read(&chain).unwrap()).unwrap();
+    let cn = made
+        .subject_name()
+        .entries_by_nid(Nid::COMMONNAME)
+        .next()
+        .expect("a common name")
+        .data()
+        .as_slice()
+        .to_vec();
+    assert_eq!(cn, b"evil\n[7] forged\x1b[2J", "the CN as made");
+
+    let server = optional_server();
+    let report = report_for_files(&server, 1, &chain, &key);
+    assert!(report.presented && !report.valid, "{report:#?}");
+    let entry = leaf(&report);
+
+    for (form, text) in [
+        ("subject", entry.subject.clone()),
+        ("issuer", entry.issuer.clone()),
+        ("subject_rfc4514", entry.subject_rfc4514()),
+        ("issuer_rfc4514", entry.issuer_rfc4514()),
+        ("Display", report.to_string()),
+    ] {
+        assert_eq!(
+            control_characters(&text),
+            [],
+            "{form} holds raw control characters: {text:?}"
+        );
+    }
+    assert_eq!(
+        entry.subject,
+        "/C=US/O=sslify test/CN=evil\\x0A[7] forged\\x1B[2J"
+    );
+    assert!(entry.subject.contains("\\x0A"), "{:?}", entry.subject);
+    assert!(entry.subject.contains("\\x1B"), "{:?}", entry.subject);
+    let rfc4514 = entry.subject_rfc4514();
+    assert!(
+        rfc4514.contains("\\0A") && rfc4514.contains("\\1B"),
+        "the RFC 4514 form writes control characters as hex pairs: {rfc4514:?}"
     );
 }

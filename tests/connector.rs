@@ -599,3 +599,97 @@ fn connecting_to_a_closed_port_names_the_address() {
         );
     }
 }
+
+/// A listening socket with an accept queue of one that is never accepted from, filled
+/// with connections until the kernel stops completing new ones. Returns the listener,
+/// the queued connections (to keep them there) and the address.
+///
+/// On Linux a listener whose accept queue is full drops incoming SYNs (and the client's
+/// kernel retries them for about two minutes), so a connection attempt neither
+/// completes nor fails; it only ends when the dialer gives up. The fill stops at the
+/// first attempt that is still pending after 300 ms, which shows the queue is full here.
+async fn full_accept_queue() -> (
+    tokio::net::TcpListener,
+    Vec<tokio::net::TcpStream>,
+    SocketAddr,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        let attempt = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(300), attempt).await {
+            Ok(Ok(tcp)) => queued.push(tcp),
+            Ok(Err(error)) => panic!("filling the accept queue: {error}"),
+            Err(_) => return (listener, queued, addr),
+        }
+    }
+    panic!(
+        "{} connections completed against a listener with a backlog of 1 that never \
+         accepts; this kernel does not drop SYNs when the accept queue is full",
+        queued.len()
+    );
+}
+
+#[test]
+fn connecting_to_a_full_accept_queue_gives_up_at_the_handshake_deadline() {
+    let deadline = Duration::from_millis(500);
+    // Far below the kernel's own SYN retries, far above the deadline.
+    let bound = deadline + Duration::from_secs(5);
+    let config = ConnectorOptions::new()
+        .ca_file(cert("ca.pem"))
+        .handshake_timeout(deadline)
+        .build()
+        .unwrap();
+    let system = actix::System::new();
+    system.block_on(async move {
+        let (listener, queued, addr) = full_accept_queue().await;
+        for plain in [false, true] {
+            let probe = ClientProbe {
+                script: Script::Listen,
+                got: Vec::new(),
+                lines: Lines::default(),
+                quit: false,
+                done: None,
+            }
+            .start();
+            let dial = async {
+                if plain {
+                    Connector::connect_plain(addr, "localhost", &config, probe).await
+                } else {
+                    Connector::connect(addr, "localhost", &config, probe).await
+                }
+            };
+            let started = Instant::now();
+            let result = tokio::time::timeout(bound, dial).await;
+            let took = started.elapsed();
+            let Ok(result) = result else {
+                panic!(
+                    "plain {plain}: connecting to a full accept queue with a {deadline:?} \
+                     handshake deadline had not given up after {took:?}"
+                );
+            };
+            match result {
+                Err(ConnectError::Connect {
+                    addr: dialed,
+                    source,
+                }) => {
+                    assert_eq!(dialed, addr, "plain {plain}");
+                    assert_eq!(
+                        source.kind(),
+                        std::io::ErrorKind::TimedOut,
+                        "plain {plain}: {source}"
+                    );
+                }
+                other => panic!(
+                    "plain {plain}: expected ConnectError::Connect (timed out) after {took:?}, \
+                     got {other:?}"
+                ),
+            }
+        }
+        drop(queued);
+        drop(listener);
+    });
+}

@@ -5,20 +5,29 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
+use actix::prelude::*;
 use openssl::asn1::Asn1Time;
-use openssl::ssl::SslVersion;
+use openssl::ssl::{
+    ShutdownState, SslConnector, SslFiletype, SslMethod, SslSession, SslStream, SslVerifyMode,
+    SslVersion,
+};
 use openssl::x509::X509Crl;
 use sslify::{
-    CertProblem, ConfigError, CrlScope, CrlSet, CrlUnusable, CrlVerdict, Options, UnusableCrlPolicy,
+    CertProblem, CertRejected, ClientInput, ConfigError, CrlScope, CrlSet, CrlUnusable, CrlVerdict,
+    Disconnect, DisconnectReason, Options, SslDone, UnusableCrlPolicy,
 };
 use support::crl::{
-    forge_intermediate_crl, judge_probe, pem_certs, probe, serial_of, start_judge, Expect, Scratch,
-    Verdicts, ALERT_BAD_SIGNATURE, ALERT_CRL_EXPIRED, ALERT_NO_CRL, ALERT_REVOKED, AUTHENTICATED,
-    INTERMEDIATE, ROOT,
+    assert_served, forge_intermediate_crl, judge_probe, judge_text, pem_certs, probe, serial_of,
+    start_judge, Expect, Scratch, Verdicts, ALERT_BAD_SIGNATURE, ALERT_CRL_EXPIRED, ALERT_NO_CRL,
+    ALERT_REVOKED, AUTHENTICATED, INTERMEDIATE, ROOT, WAIT,
 };
+use support::served::Served;
 use support::{Reply, TestServer};
 
 const REVOKED: Expect = Expect::Refused(CertProblem::Revoked, ALERT_REVOKED);
@@ -756,4 +765,354 @@ fn check_chain_with_chain_scope_does_not_pass_presented_chain_without_root_crl()
         CrlVerdict::Good,
         "the intermediate was never looked up in a CRL of the root"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Several CRLs of one issuer in one file: the newest whose signature verifies decides.
+
+/// A CRL of the intermediate, revoking client-revoked, whose lastUpdate is strictly later
+/// than crl-empty.pem's; `None` (with the reason printed) without the `openssl` command.
+fn newer_revoking_crl(scratch: &Scratch) -> Option<Vec<u8>> {
+    let older = X509Crl::from_pem(&std::fs::read(support::cert("crl-empty.pem")).unwrap()).unwrap();
+    for attempt in 0..3 {
+        let label = format!("newer-{attempt}");
+        let path =
+            match support::crl::intermediate_crl_revoking(scratch, &label, &["client-revoked.pem"])
+            {
+                Ok(path) => path,
+                Err(reason) => {
+                    println!("skipped: cannot make a newer CRL of the intermediate: {reason}");
+                    return None;
+                }
+            };
+        let pem = std::fs::read(&path).unwrap();
+        let newer = X509Crl::from_pem(&pem).unwrap();
+        let later = newer
+            .last_update()
+            .compare(older.last_update())
+            .is_ok_and(|order| order.is_gt());
+        if later {
+            return Some(pem);
+        }
+        // Made within the second crl-empty.pem was: wait for the clock to move on.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    panic!("could not make a CRL with a lastUpdate later than crl-empty.pem's");
+}
+
+#[test]
+fn newest_crl_of_an_issuer_decides_whatever_its_place_in_the_file() {
+    let scratch = Scratch::new("older-and-newer");
+    let Some(newer) = newer_revoking_crl(&scratch) else {
+        return;
+    };
+    let older = std::fs::read(support::cert("crl-empty.pem")).unwrap();
+    for (name, contents) in [
+        (
+            "older-then-newer.pem",
+            [older.clone(), newer.clone()].concat(),
+        ),
+        (
+            "newer-then-older.pem",
+            [newer.clone(), older.clone()].concat(),
+        ),
+    ] {
+        let file = scratch.write(name, &contents);
+        let files = std::slice::from_ref(&file);
+
+        let case = format!("{name} in the handshake");
+        let server = handshake_server(files, |o| o);
+        let report = probe(&server, 1, "revoked", None, REVOKED, &case);
+        assert_eq!(report.verify_code, 23, "{case}: {report:#?}");
+        probe(&server, 2, "valid", None, AUTHENTICATED, &case);
+        drop(server);
+
+        let case = format!("{name} in the handler");
+        let (server, verdicts) = handler_server(files);
+        let revoked = revocation(
+            judge_probe(&server, &verdicts, 1, "revoked", None, &case),
+            &case,
+        );
+        assert_eq!(revoked.serial, serial_of("client-revoked.pem"), "{case}");
+        assert_eq!(revoked.crl_file, file, "{case}");
+        let verdict = judge_probe(&server, &verdicts, 2, "valid", None, &case);
+        assert_eq!(verdict, CrlVerdict::Good, "{case}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A forged CRL in front of the genuine one in the same file: its failed signature check
+// must not leave an error behind for the connection's next TLS operation.
+
+/// What [`CheckingEcho`] saw of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Checked {
+    Verdict(CrlVerdict),
+    Disconnect(DisconnectReason),
+}
+
+/// A handler that checks each client against its own CRL set on `SslDone`, answers with
+/// the verdict line, then echoes until the client closes.
+struct CheckingEcho {
+    crls: CrlSet,
+    seen: mpsc::Sender<(u64, Checked)>,
+}
+
+impl Actor for CheckingEcho {
+    type Context = Context<Self>;
+}
+
+impl Handler<SslDone> for CheckingEcho {
+    type Result = ();
+    fn handle(&mut self, done: SslDone, _: &mut Context<Self>) {
+        let verdict = self.crls.check(&done.client_cert);
+        done.handle
+            .put(format!("[{}] {}\n", done.id, judge_text(&verdict)));
+        let _ = self.seen.send((done.id.0, Checked::Verdict(verdict)));
+    }
+}
+
+impl Handler<ClientInput> for CheckingEcho {
+    type Result = ();
+    fn handle(&mut self, input: ClientInput, _: &mut Context<Self>) {
+        input.handle.put(input.data);
+    }
+}
+
+impl Handler<CertRejected> for CheckingEcho {
+    type Result = ();
+    fn handle(&mut self, _: CertRejected, _: &mut Context<Self>) {}
+}
+
+impl Handler<Disconnect> for CheckingEcho {
+    type Result = ();
+    fn handle(&mut self, gone: Disconnect, _: &mut Context<Self>) {
+        let _ = self
+            .seen
+            .send((gone.id.0, Checked::Disconnect(gone.reason)));
+    }
+}
+
+/// Connects as client-valid, reads the verdict line, has `lines` lines echoed, then
+/// closes with close_notify and reads the server's.
+fn talk_after_check(addr: std::net::SocketAddr, id: u64, lines: usize, case: &str) {
+    let mut stream = support::connect(addr, Some("valid"))
+        .unwrap_or_else(|e| panic!("{case}, connection {id}: handshake: {e}"));
+    let verdict = support::starttls::read_line(&mut stream)
+        .unwrap_or_else(|e| panic!("{case}, connection {id}: verdict line: {e}"));
+    assert_eq!(
+        verdict,
+        format!("[{id}] Yeah! You're authenticated!"),
+        "{case}"
+    );
+    for n in 0..lines {
+        let line = format!("line {n} of connection {id}\n");
+        support::send(&mut stream, line.as_bytes()).unwrap_or_else(|e| {
+            panic!(
+                "{case}, connection {id}: write {n}: {}",
+                support::error_text(&e)
+            )
+        });
+        let mut echo = vec![0u8; line.len()];
+        stream.read_exact(&mut echo).unwrap_or_else(|e| {
+            panic!(
+                "{case}, connection {id}: echo {n}: {}",
+                support::error_text(&e)
+            )
+        });
+        assert_eq!(echo, line.as_bytes(), "{case}, connection {id}");
+    }
+    stream
+        .shutdown()
+        .unwrap_or_else(|e| panic!("{case}, connection {id}: close_notify: {e}"));
+    let (rest, end) = support::read_to_end(&mut stream);
+    assert_eq!(
+        end,
+        Ok(()),
+        "{case}, connection {id}: the end of the stream"
+    );
+    assert!(rest.is_empty(), "{case}, connection {id}: {rest:?}");
+    assert!(
+        stream.get_shutdown().contains(ShutdownState::RECEIVED),
+        "{case}, connection {id}: no close_notify from the server"
+    );
+}
+
+#[test]
+fn forged_crl_before_the_genuine_one_leaves_no_error_for_the_next_tls_operation() {
+    let scratch = Scratch::new("forged-first");
+    let Some(forged) = forged(&scratch) else {
+        return;
+    };
+    let contents = [
+        std::fs::read(&forged).unwrap(),
+        std::fs::read(support::cert("crl.pem")).unwrap(),
+    ]
+    .concat();
+    let file = scratch.write("forged-then-genuine.pem", &contents);
+
+    // The same file is checked in the handshake (on the connection's thread) and by the
+    // handler (on the connection's thread too when there is one worker).
+    for workers in [1, 2] {
+        let case = format!("forged CRL then crl.pem in one file, {workers} workers");
+        let crls = CrlSet::open([&file]).expect("the CRL file opens");
+        let (tx, seen) = mpsc::channel();
+        let options = support::options()
+            .require_client_cert()
+            .crl_file(&file)
+            .workers(workers);
+        let server = Served::start(options, move || CheckingEcho { crls, seen: tx });
+
+        let rounds = 5;
+        for id in 1..=rounds {
+            talk_after_check(server.addr, id, 3, &case);
+        }
+        let mut by_id: BTreeMap<u64, Vec<Checked>> = BTreeMap::new();
+        while by_id
+            .values()
+            .filter(|events| matches!(events.last(), Some(Checked::Disconnect(_))))
+            .count()
+            < rounds as usize
+        {
+            let (id, event) = seen
+                .recv_timeout(support::crl::WAIT)
+                .unwrap_or_else(|_| panic!("{case}: connections did not end: {by_id:#?}"));
+            by_id.entry(id).or_default().push(event);
+        }
+        for id in 1..=rounds {
+            assert_eq!(
+                by_id.get(&id).map(Vec::as_slice),
+                Some(
+                    &[
+                        Checked::Verdict(CrlVerdict::Good),
+                        Checked::Disconnect(DisconnectReason::PeerClosed)
+                    ][..]
+                ),
+                "{case}, connection {id}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A client that sends only its own certificate: the server completes the chain from its
+// client CA file, on a full handshake and on a resumed one.
+
+/// A client presenting only the first certificate of `certs/client-<name>.pem`, without
+/// the intermediate.
+fn leaf_only_connector(name: &str, version: SslVersion) -> SslConnector {
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_ca_file(support::cert("ca.pem")).unwrap();
+    builder
+        .set_certificate_file(
+            support::cert(&format!("client-{name}.pem")),
+            SslFiletype::PEM,
+        )
+        .unwrap();
+    builder
+        .set_private_key_file(
+            support::cert(&format!("client-{name}.key")),
+            SslFiletype::PEM,
+        )
+        .unwrap();
+    builder.set_min_proto_version(Some(version)).unwrap();
+    builder.set_max_proto_version(Some(version)).unwrap();
+    builder.set_verify(SslVerifyMode::PEER);
+    builder.build()
+}
+
+/// Connects, offering `offer` when given; reads the server's line, answers its
+/// close_notify and returns the line, whether the session was resumed, and the session
+/// to offer next time.
+fn visit_with_session(
+    addr: std::net::SocketAddr,
+    connector: &SslConnector,
+    offer: Option<&SslSession>,
+    case: &str,
+) -> (String, bool, SslSession) {
+    let mut config = connector.configure().unwrap();
+    if let Some(session) = offer {
+        // SAFETY: every session offered here was made by this same connector.
+        unsafe { config.set_session(session).unwrap() };
+    }
+    let ssl = config.into_ssl("localhost").unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(support::crl::WAIT)).unwrap();
+    let mut stream = SslStream::new(ssl, tcp).unwrap();
+    stream
+        .connect()
+        .unwrap_or_else(|e| panic!("{case}: handshake: {e}"));
+    let resumed = stream.ssl().session_reused();
+    let (bytes, end) = support::read_to_end(&mut stream);
+    assert_eq!(end, Ok(()), "{case}: the server should close cleanly");
+    // A session whose connection was dropped without close_notify is not resumable.
+    stream.shutdown().expect("close_notify to the server");
+    let session = stream
+        .ssl()
+        .session()
+        .map(|s| s.to_owned())
+        .unwrap_or_else(|| panic!("{case}: no session"));
+    (String::from_utf8(bytes).unwrap(), resumed, session)
+}
+
+fn handler_checks_a_leaf_only_client_on_full_and_resumed_handshakes(version: SslVersion) {
+    let crls = CrlSet::open([support::cert("crl.pem")]).unwrap();
+    let options = support::options()
+        .client_ca_file(support::cert("client-ca-bundle.pem"))
+        .request_client_cert();
+    let (server, verdicts) = start_judge(options, crls, None);
+    let mut id = 0;
+    for (client, good) in [("valid", true), ("revoked", false)] {
+        let connector = leaf_only_connector(client, version);
+        let mut session = None;
+        for resume in [false, true] {
+            id += 1;
+            let case = format!(
+                "{client} client without its intermediate, {version:?}, {}",
+                if resume { "resumed" } else { "full handshake" }
+            );
+            let (line, reused, next) =
+                visit_with_session(server.addr, &connector, session.as_ref(), &case);
+            assert_eq!(reused, resume, "{case}: the client's view of resumption");
+            let events = server.journal.wait_disconnects(id, WAIT);
+            let (report, resumed) = assert_served(&events, id as u64, &case);
+            assert_eq!(resumed, resume, "{case}: the server's view of resumption");
+            assert!(report.presented && report.valid, "{case}: {report:#?}");
+            assert_eq!(
+                report.chain.len(),
+                1,
+                "{case}: only the client's own certificate was sent: {report:#?}"
+            );
+            let verdict = verdicts.lock().unwrap()[&(id as u64)].clone();
+            if good {
+                assert_eq!(verdict, CrlVerdict::Good, "{case}");
+            } else {
+                let revoked = revocation(verdict, &case);
+                assert_eq!(revoked.serial, serial_of("client-revoked.pem"), "{case}");
+            }
+            assert_eq!(
+                line,
+                format!(
+                    "[{id}] {}\n",
+                    if good {
+                        "Yeah! You're authenticated!"
+                    } else {
+                        "CRL"
+                    }
+                ),
+                "{case}"
+            );
+            session = Some(next);
+        }
+    }
+}
+
+#[test]
+fn handler_checks_a_leaf_only_client_on_full_and_resumed_handshakes_tls12() {
+    handler_checks_a_leaf_only_client_on_full_and_resumed_handshakes(SslVersion::TLS1_2);
+}
+
+#[test]
+fn handler_checks_a_leaf_only_client_on_full_and_resumed_handshakes_tls13() {
+    handler_checks_a_leaf_only_client_on_full_and_resumed_handshakes(SslVersion::TLS1_3);
 }

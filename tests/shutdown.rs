@@ -6,7 +6,9 @@ mod support;
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -383,3 +385,114 @@ with_workers!(
     shutdown_resolves_with_a_client_that_stopped_reading,
     shutdown_resolves_while_a_handler_close_waits_on_a_client_that_stopped_reading,
 );
+
+/// How long the client threads of the race keep connecting: half before the shutdown,
+/// half after.
+const RACE: Duration = Duration::from_secs(1);
+/// How many client threads race. Enough to keep both workers busy, so that accepted
+/// connections wait a while on their way to a worker.
+const RACERS: usize = 16;
+
+/// One client thread of the race: connects again and again until `stop` is set. Every
+/// `keep_every`-th connection that completes its handshake is kept open and returned, for
+/// the shutdown to close; the others have a line echoed and close. Errors are expected
+/// once the listener is gone and end nothing.
+fn racing_client(
+    addr: SocketAddr,
+    stop: &AtomicBool,
+    keep_every: usize,
+) -> (usize, Vec<SslStream<TcpStream>>) {
+    let tls = connector(None, None);
+    let mut kept = Vec::new();
+    let mut attempts = 0;
+    while !stop.load(Ordering::Acquire) {
+        attempts += 1;
+        let tcp = match TcpStream::connect(addr) {
+            Ok(tcp) => tcp,
+            Err(_) => {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        tcp.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let Ok(mut stream) = tls.connect("localhost", tcp) else {
+            continue;
+        };
+        if attempts % keep_every == 0 {
+            kept.push(stream);
+            continue;
+        }
+        if send(&mut stream, b"racing\n").is_ok() {
+            let mut echo = [0u8; 7];
+            let _ = stream.read_exact(&mut echo);
+        }
+        let _ = stream.shutdown();
+    }
+    (attempts, kept)
+}
+
+fn shutdown_during_a_stream_of_new_connections(round: usize) {
+    let (server, journal) = server(2, Reply::Echo);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<thread::JoinHandle<(usize, Vec<SslStream<TcpStream>>)>> = (0..RACERS)
+        .map(|n| {
+            let (addr, stop) = (server.addr, Arc::clone(&stop));
+            thread::spawn(move || racing_client(addr, &stop, 2 + n % 4))
+        })
+        .collect();
+
+    // The shutdown comes while connections are being accepted.
+    server.wait_stats("the first connections", WAIT, |s| s.accepted >= 10);
+    thread::sleep(RACE / 2);
+    let done = server.shutdown(Duration::ZERO);
+    thread::sleep(RACE / 2);
+    stop.store(true, Ordering::Release);
+    let mut attempts = 0;
+    let mut kept = Vec::new();
+    for client in clients {
+        let (tried, streams) = client.join().unwrap();
+        attempts += tried;
+        kept.extend(streams);
+    }
+    // The kept clients stay connected and silent: only the shutdown can end their
+    // connections, so a connection it misses keeps the future from resolving.
+    let resolved = done.recv_timeout(WAIT).is_ok();
+    let stats = server.stats();
+    let still_open: Vec<(u64, String)> = summary(&journal)
+        .into_iter()
+        .filter(|(_, events)| !events.contains("Disconnect"))
+        .collect();
+    drop(kept);
+    assert!(
+        resolved,
+        "round {round}: the shutdown future had not resolved after {WAIT:?}; listener \
+         {stats:?}, connections without Disconnect {still_open:?}"
+    );
+    assert_eq!(stats.open, 0, "round {round}: {stats:?}");
+    assert_eq!(stats.handshaking, 0, "round {round}: {stats:?}");
+
+    // Every accepted connection got its one Disconnect, last.
+    let accepted = usize::try_from(stats.accepted).unwrap();
+    let ended = reasons(&journal, accepted);
+    let ids: Vec<u64> = ended.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(
+        ids,
+        (1..=stats.accepted).collect::<Vec<u64>>(),
+        "round {round}: connections with events"
+    );
+    let shut = ended
+        .iter()
+        .filter(|(_, _, reason)| *reason == DisconnectReason::Shutdown)
+        .count();
+    eprintln!(
+        "round {round}: {attempts} attempts, {accepted} accepted, {shut} ended by the shutdown"
+    );
+}
+
+#[test]
+fn shutdown_while_clients_keep_connecting_ends_every_connection_once() {
+    for round in 1..=5 {
+        shutdown_during_a_stream_of_new_connections(round);
+    }
+}

@@ -156,8 +156,9 @@ struct ProbeSession {
 /// Commands: `STARTTLS` (go-ahead, then switch; over TLS: `503`), `HELD` (like `STARTTLS`
 /// once the test opens the [`Gate`]), `TWICE` (go-ahead, then
 /// asks to switch twice), `BIG n` (`n` bytes of the bulk pattern, the go-ahead, the switch,
-/// then a line put after the switch), `GOCLOSE` (go-ahead, switch, close at once), `NOOP`
-/// (`250 ok`), `QUIT` (`221 bye` and close).
+/// then a line put after the switch), `GOCLOSE` (go-ahead, switch, close at once),
+/// `CLOSETLS` (`221 closing`, close, then asks to switch), `NOOP` (`250 ok`), `QUIT`
+/// (`221 bye` and close).
 struct Probe {
     log: Log,
     sessions: HashMap<ConnectionId, ProbeSession>,
@@ -331,6 +332,20 @@ impl Handler<ClientInput> for Probe {
                     let result = input.start_tls(end);
                     handle.close();
                     switch(log, session, result);
+                    break;
+                }
+                ("CLOSETLS", false) => {
+                    handle.put("221 closing\r\n");
+                    handle.close();
+                    let result = input.start_tls(end);
+                    log.push(
+                        id,
+                        Seen::StartTls {
+                            call: Call::Input,
+                            result,
+                        },
+                    );
+                    session.switching = true;
                     break;
                 }
                 ("NOOP", _) => {
@@ -867,6 +882,36 @@ fn close_right_after_start_tls_still_sends_the_go_ahead() {
         line.as_deref().ok(),
         Some(GO_AHEAD),
         "what was put before Close is sent before the socket closes ({line:?}): {events:#?}"
+    );
+    assert_eq!(
+        disconnect_reason(&events),
+        DisconnectReason::ClosedByHandler
+    );
+}
+
+#[test]
+fn start_tls_after_close_in_the_same_turn_is_refused_with_ended() {
+    let (server, log) = probe_server(support::options());
+    let mut client = greeted(server.addr);
+
+    client.send(b"CLOSETLS\r\n");
+    assert_eq!(client.line().unwrap(), "221 closing");
+    // The close goes on in plaintext: no handshake record follows, only the end.
+    let mut rest = Vec::new();
+    let _ = client.tcp.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "bytes after the close: {rest:?}");
+
+    let events = log.ended(1);
+    assert_eq!(
+        start_tls_results(&events, Call::Input),
+        [Err(StartTlsError::Ended)],
+        "start_tls after close() in the same turn: {events:#?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|seen| matches!(seen, Seen::SslDone { .. } | Seen::CertRejected { .. })),
+        "{events:#?}"
     );
     assert_eq!(
         disconnect_reason(&events),

@@ -5,7 +5,9 @@ mod support;
 
 use std::io::{self, Read};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -288,4 +290,128 @@ fn default_handshake_deadline_cuts_a_silent_client() {
         ),
         "{events:#?}"
     );
+}
+
+/// What [`Sluggard`] reports when its connection ends.
+#[derive(Debug)]
+struct SluggardReport {
+    reason: DisconnectReason,
+    /// Input bytes received in all.
+    received: usize,
+    /// When the connection ended.
+    at: Instant,
+}
+
+/// A handler that takes [`SLUGGISH`] over each input while `slow` is set, blocking its
+/// thread, and writes nothing.
+struct Sluggard {
+    slow: Arc<AtomicBool>,
+    received: usize,
+    ended: Sender<SluggardReport>,
+}
+
+/// How long [`Sluggard`] takes over one input: longer than the idle timeout.
+const SLUGGISH: Duration = Duration::from_millis(1500);
+
+impl Actor for Sluggard {
+    type Context = Context<Self>;
+}
+
+impl Handler<SslDone> for Sluggard {
+    type Result = ();
+    fn handle(&mut self, _: SslDone, _: &mut Context<Self>) {}
+}
+
+impl Handler<ClientInput> for Sluggard {
+    type Result = ();
+    fn handle(&mut self, input: ClientInput, _: &mut Context<Self>) {
+        self.received += input.data.len();
+        if self.slow.load(Ordering::Acquire) {
+            thread::sleep(SLUGGISH);
+        }
+    }
+}
+
+impl Handler<CertRejected> for Sluggard {
+    type Result = ();
+    fn handle(&mut self, _: CertRejected, _: &mut Context<Self>) {}
+}
+
+impl Handler<Disconnect> for Sluggard {
+    type Result = ();
+    fn handle(&mut self, gone: Disconnect, _: &mut Context<Self>) {
+        let _ = self.ended.send(SluggardReport {
+            reason: gone.reason,
+            received: self.received,
+            at: Instant::now(),
+        });
+    }
+}
+
+fn a_busy_handler_is_not_an_idle_peer(workers: usize) {
+    let idle = Duration::from_secs(1);
+    let slow = Arc::new(AtomicBool::new(true));
+    let (tx, ended) = mpsc::channel();
+    let handler_slow = Arc::clone(&slow);
+    let server = Served::start(
+        support::options().idle_timeout(idle).workers(workers),
+        move || Sluggard {
+            slow: handler_slow,
+            received: 0,
+            ended: tx,
+        },
+    );
+    let mut stream = connect(server.addr, None).expect("handshake");
+
+    // A small write every 50 ms for four idle timeouts. The handler, 1.5 s per input,
+    // falls behind at once, so the connection stops reading while the client keeps
+    // sending: no byte is read for longer than the idle timeout, yet the peer is anything
+    // but idle.
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < idle * 4 {
+        send(&mut stream, b"tick\n").unwrap_or_else(|e| {
+            panic!(
+                "{workers} workers: a write after {:?} failed: {}; the server's end: {:?}",
+                started.elapsed(),
+                support::error_text(&e),
+                ended.try_recv()
+            )
+        });
+        sent += 5;
+        if let Ok(report) = ended.try_recv() {
+            panic!(
+                "{workers} workers: the connection of a client writing every 50 ms ended \
+                 after {:?}: {report:?}",
+                report.at - started
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let sending = started.elapsed();
+
+    // The handler catches up; once everything is read and handled, the connection is
+    // idle for real and the timeout closes it.
+    slow.store(false, Ordering::Release);
+    let data = read_until_close_notify(&mut stream);
+    assert!(data.is_empty(), "unexpected bytes: {data:?}");
+    let report = ended.recv_timeout(WAIT).expect("the connection ended");
+    assert!(
+        report.at - started >= sending,
+        "{workers} workers: the connection ended {:?} after the first write, while the \
+         client was still writing: {report:?}",
+        report.at - started
+    );
+    assert_eq!(report.reason, DisconnectReason::IdleTimedOut, "{report:?}");
+    assert_eq!(report.received, sent, "{workers} workers: {report:?}");
+}
+
+#[test]
+fn a_busy_handler_is_not_an_idle_peer_on_its_own_thread() {
+    a_busy_handler_is_not_an_idle_peer(2);
+}
+
+#[test]
+fn a_busy_handler_is_not_an_idle_peer_on_the_connections_thread() {
+    a_busy_handler_is_not_an_idle_peer(1);
 }

@@ -336,6 +336,58 @@ pub fn root_crl_revoking_intermediate(scratch: &Scratch) -> Result<PathBuf, Stri
     )
 }
 
+/// Has the intermediate CA issue a CRL in `scratch`, dated now, that revokes the first
+/// certificate of each `certs/<file>` in `revoke`. `label` names its working directory,
+/// which must be new. `Err` says why it could not be made (no `openssl` command).
+pub fn intermediate_crl_revoking(
+    scratch: &Scratch,
+    label: &str,
+    revoke: &[&str],
+) -> Result<PathBuf, String> {
+    let work = ca_workdir(scratch, label)?;
+    let victims: Vec<PathBuf> = revoke.iter().map(|file| cert(file)).collect();
+    gencrl(
+        &work,
+        &cert("intermediate.pem"),
+        &cert("intermediate.key"),
+        &victims,
+    )
+}
+
+/// Makes a self-signed certificate for `subject` (in the form `openssl req -subj`
+/// takes) and its key in `scratch` with `openssl req`; returns the certificate's path and
+/// the key's. `label` names the working directory, which must be new. `Err` says why they
+/// could not be made (no `openssl` command).
+pub fn self_signed_certificate(
+    scratch: &Scratch,
+    label: &str,
+    subject: &str,
+) -> Result<(PathBuf, PathBuf), String> {
+    let work = ca_workdir(scratch, label)?;
+    openssl(
+        &work,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "30",
+            "-subj",
+            subject,
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+        ],
+    )?;
+    Ok((work.join("self.pem"), work.join("self.key")))
+}
+
 /// What a client saw of its connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
