@@ -8,54 +8,8 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use openssl::ssl::HandshakeError;
 use sslify::DisconnectReason;
-use support::{connect, connector, send, Event, Reply, TestServer};
-
-/// An in-memory transport that keeps what the client writes and never has anything to read.
-#[derive(Debug, Default)]
-struct Capture {
-    written: Vec<u8>,
-}
-
-impl Read for Capture {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.written.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The bytes of a real ClientHello from the openssl crate's client.
-fn client_hello() -> Vec<u8> {
-    let ssl = connector(None, None)
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    let hello = match ssl.connect(Capture::default()) {
-        Err(HandshakeError::WouldBlock(mid)) => mid.get_ref().written.clone(),
-        Err(other) => panic!("client handshake did not stop for input: {other}"),
-        Ok(_) => panic!("client handshake finished without a server"),
-    };
-    assert_eq!(hello[0], 22, "not a handshake record: {hello:?}");
-    let length = u16::from_be_bytes([hello[3], hello[4]]) as usize;
-    assert_eq!(
-        hello.len(),
-        5 + length,
-        "ClientHello is not one whole record"
-    );
-    hello
-}
+use support::{client_hello, connect, send, Event, Reply, TestServer};
 
 /// Deterministic pseudo-random bytes (xorshift64).
 fn noise(seed: u64, len: usize) -> Vec<u8> {

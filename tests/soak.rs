@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{HandshakeError, SslConnector};
+use openssl::ssl::SslConnector;
 use sslify::{CertProblem, DisconnectReason, SslHandler};
 use support::served::{recorder, Served};
-use support::{connect_with, connector, send, Event, Journal, Reply};
+use support::{client_hello, connect_with, connector, send, Event, Journal, Reply};
 
 /// The longest wait for something that should happen.
 const WAIT: Duration = Duration::from_secs(10);
@@ -53,43 +53,6 @@ const PLAN: [(Kind, usize); 7] = [
     (Kind::Untrusted, 500),
     (Kind::Timeout, 500),
 ];
-
-/// An in-memory transport that keeps what the client writes and never has anything to read.
-#[derive(Debug, Default)]
-struct Capture {
-    written: Vec<u8>,
-}
-
-impl Read for Capture {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-}
-
-impl Write for Capture {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.written.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The bytes of a real ClientHello from the openssl crate's client.
-fn client_hello() -> Vec<u8> {
-    let ssl = connector(None, None)
-        .configure()
-        .unwrap()
-        .into_ssl("localhost")
-        .unwrap();
-    match ssl.connect(Capture::default()) {
-        Err(HandshakeError::WouldBlock(mid)) => mid.get_ref().written.clone(),
-        Err(other) => panic!("client handshake did not stop for input: {other}"),
-        Ok(_) => panic!("client handshake finished without a server"),
-    }
-}
 
 /// Deterministic bytes that are not a TLS record (xorshift64, first byte not 20..=24).
 fn garbage(seed: u64) -> Vec<u8> {
