@@ -349,7 +349,16 @@ fn five_hundred_silent_and_a_hundred_stalled_do_not_stop_a_normal_client() {
             (300, 60)
         }
     };
-    let server = verdict_server();
+    // Setting up hundreds of stalled handshakes takes seconds on a busy machine; a long
+    // deadline keeps them all in progress while the normal client is served.
+    let server = TestServer::start(
+        support::options()
+            .request_client_cert()
+            .handshake_timeout(Duration::from_secs(120)),
+        Reply::Verdict {
+            close_after: Duration::from_millis(20),
+        },
+    );
     let silent: Vec<TcpStream> = (0..silent_count).map(|_| silent_client(&server)).collect();
     let stalled: Vec<MidHandshakeSslStream<Held>> = (0..stalled_count)
         .map(|_| hello_then_silent(&server))
