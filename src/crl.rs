@@ -248,18 +248,21 @@ impl CrlSet {
 
     /// Checks a chain (client's certificate first, each followed by its issuer).
     pub fn check_chain(&self, chain: &[&X509Ref], scope: CrlScope) -> CrlVerdict {
-        self.check_chain_at(chain, scope).1
+        self.check_chain_at(chain, scope, true).1
     }
 
     /// Like [`check_chain`](Self::check_chain), also giving the chain depth the verdict is
-    /// about (0 when every checked certificate is good).
+    /// about (0 when every checked certificate is good). With `look_at_files` false the
+    /// CRLs as last loaded are used: a handshake's TLS context was built from this set a
+    /// moment before, after looking at the files.
     pub(crate) fn check_chain_at(
         &self,
         chain: &[&X509Ref],
         scope: CrlScope,
+        look_at_files: bool,
     ) -> (usize, CrlVerdict) {
-        let loaded = match self.current() {
-            Ok((loaded, _)) => loaded,
+        let loaded = match self.current(look_at_files) {
+            Ok(loaded) => loaded,
             Err(unusable) => return (0, CrlVerdict::Unusable(unusable)),
         };
         let Some(leaf) = chain.first() else {
@@ -317,13 +320,12 @@ impl CrlSet {
         state.generation
     }
 
-    fn current(&self) -> Result<(Arc<Loaded>, u64), CrlUnusable> {
+    fn current(&self, look_at_files: bool) -> Result<Arc<Loaded>, CrlUnusable> {
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        state.refresh();
-        state
-            .loaded
-            .clone()
-            .map(|loaded| (loaded, state.generation))
+        if look_at_files {
+            state.refresh();
+        }
+        state.loaded.clone()
     }
 }
 

@@ -208,7 +208,7 @@ pub struct ClientInput {
     /// Holds back further reads until the handler has dropped this input (never read:
     /// dropping it is what counts).
     #[allow(dead_code)]
-    pub(crate) credit: Arc<InputCredit>,
+    pub(crate) credit: InputCredit,
 }
 
 impl Message for ClientInput {

@@ -196,17 +196,25 @@ impl Flow {
     }
 
     /// Takes a credit for one input; it comes back when the returned guard is dropped.
-    pub(crate) fn input_credit(self: &Arc<Self>) -> Arc<InputCredit> {
+    pub(crate) fn input_credit(self: &Arc<Self>) -> InputCredit {
         self.unfinished_inputs.fetch_add(1, Ordering::AcqRel);
-        Arc::new(InputCredit {
+        InputCredit {
             flow: Arc::clone(self),
-        })
+        }
     }
 }
 
-/// Returned to the connection when the handler drops the input it was attached to.
+/// Returned to the connection when the handler drops the input it was attached to. A
+/// clone of the input holds a credit of its own, so reading stays paused until every
+/// copy is gone.
 pub(crate) struct InputCredit {
     flow: Arc<Flow>,
+}
+
+impl Clone for InputCredit {
+    fn clone(&self) -> Self {
+        self.flow.input_credit()
+    }
 }
 
 impl Drop for InputCredit {

@@ -376,7 +376,6 @@ pub(crate) struct VerifyFailure {
 #[derive(Debug, Default)]
 pub(crate) struct VerifyRecord {
     pub(crate) failure: Option<VerifyFailure>,
-    pub(crate) called: bool,
     pub(crate) crl_checked: bool,
 }
 
@@ -396,7 +395,6 @@ pub(crate) struct Verifier {
 impl Verifier {
     pub(crate) fn observe(&self, preverify_ok: bool, store: &mut X509StoreContextRef) -> bool {
         let mut record = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-        record.called = true;
         if !preverify_ok {
             if record.failure.is_none() {
                 let error = store.error();
@@ -418,7 +416,7 @@ impl Verifier {
             None => Vec::new(),
         };
         let refs: Vec<&X509Ref> = chain.iter().map(|cert| &**cert).collect();
-        let (depth, verdict) = crls.check_chain_at(&refs, *scope);
+        let (depth, verdict) = crls.check_chain_at(&refs, *scope, false);
         let mut revoked = None;
         let (code, text) = match verdict {
             CrlVerdict::Good => {
